@@ -1,0 +1,331 @@
+"""The one typed configuration of a training run, validated up front."""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import json
+import math
+import typing
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A user-supplied setting is invalid. The message names the value and what is allowed."""
+
+
+class Algo(str, enum.Enum):
+    """The actor-update rule. Everything else in the actor-critic is shared."""
+
+    SMAC = "smac"          #: Sherman–Morrison rank-1 damped empirical Fisher (the paper's method)
+    AC_SGD = "ac-sgd"      #: plain policy-gradient ascent
+    AC_ADAM = "ac-adam"    #: Adam on the policy-gradient loss
+    AC_CG = "ac-cg"        #: conjugate gradient on Fisher-vector products (true Fisher)
+    WOODBURY = "woodbury"  #: rank-k damped empirical Fisher (ours; k = 1 is SMAC)
+
+    @classmethod
+    def parse(cls, value: "str | Algo") -> "Algo":
+        if isinstance(value, Algo):
+            return value
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            allowed = ", ".join(a.value for a in cls)
+            raise ConfigError(f"unknown algorithm {value!r}; allowed: {allowed}") from None
+
+
+class EnvBackend(str, enum.Enum):
+    """Which library steps the environments."""
+
+    GYMNASIUM = "gymnasium"
+
+
+class Vectorization(str, enum.Enum):
+    """How Gymnasium runs the ``n_envs`` copies: in this process or in subprocesses."""
+
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Every setting of one actor-critic training run (SPEC §2–§4).
+
+    Build it from a preset with :func:`natpg.presets.make_config`, or directly.
+    All values are checked when the object is created; a bad one raises
+    :class:`ConfigError` naming the field, the value and what is allowed.
+    """
+
+    env_id: str = "CartPole-v1"
+    """Gymnasium id of the task, e.g. ``"HalfCheetah-v5"``."""
+    algo: Algo = Algo.SMAC
+    """Actor-update rule: smac, ac-sgd, ac-adam, ac-cg or woodbury."""
+    seed: int = 0
+    """Seeds torch, the environments' resets and action sampling."""
+    total_steps: int = 500_000
+    """Training budget in environment steps (summed over the ``n_envs`` copies)."""
+    n_steps: int = 1000
+    """T: transitions collected per iteration, in total over all copies."""
+    n_envs: int = 1
+    """Number of environment copies; each contributes ``n_steps / n_envs`` steps per iteration."""
+    max_episode_steps: int | None = 1000
+    """Episode cap (time-limit truncation). ``None`` keeps the env's registered limit."""
+    gamma: float = 0.99
+    """Discount factor γ."""
+    gae_lambda: float = 0.9
+    """GAE λ."""
+    actor_lr: float = 5e-3
+    """η: the actor's step size (Adam's lr for ac-adam)."""
+    critic_lr: float = 1e-3
+    """α: the critic's Adam learning rate."""
+    critic_epochs: int = 1
+    """Full-batch critic Adam steps per iteration."""
+    damping: float = 0.1
+    """λ: damping of the empirical Fisher for smac and woodbury."""
+    batch_size: int | None = None
+    """B for smac: the batch is walked in T/B sequential updates. ``None`` means B = T; 1 is Algorithm 1."""
+    rank: int = 8
+    """k for woodbury: the batch is split into k groups whose mean scores form U."""
+    cg_damping: float = 0.1
+    """λ_cg added to the Fisher in ac-cg."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for ac-cg."""
+    cg_max_kl: float | None = None
+    """ac-cg option: scale the step to this KL (TRPO rule) instead of using ``actor_lr``. Off by default."""
+    cg_line_search: bool = False
+    """ac-cg option: backtrack until the surrogate improves (and KL ≤ cg_max_kl if set). Off by default."""
+    cg_backtrack_iters: int = 10
+    """Halvings tried by the ac-cg line search before it restores the old parameters."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Hidden layer widths of both MLPs (tanh)."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (continuous actions)."""
+    normalize_advantages: bool = False
+    """Standardise advantages per iteration (off in the paper's setting)."""
+    ent_coef: float = 0.0
+    """Entropy bonus coefficient added to the policy objective (0 = off)."""
+    env_backend: EnvBackend = EnvBackend.GYMNASIUM
+    """Environment library."""
+    vectorization: Vectorization = Vectorization.SYNC
+    """Gymnasium vectorisation of the n_envs copies."""
+    torch_threads: int = 1
+    """Threads torch may use (1 is fastest for these small networks)."""
+
+    def __post_init__(self) -> None:
+        _coerce_enums(self)
+        _validate(self)
+
+    @property
+    def steps_per_env(self) -> int:
+        """Steps each environment copy takes per iteration."""
+        return self.n_steps // self.n_envs
+
+    @property
+    def n_iterations(self) -> int:
+        """Iterations needed to spend the budget (the last may overshoot it by < T steps)."""
+        return max(1, math.ceil(self.total_steps / self.n_steps))
+
+    @property
+    def smac_batch_size(self) -> int:
+        """The effective SMAC mini-batch size B."""
+        return self.n_steps if self.batch_size is None else self.batch_size
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict (enums as their values, tuples as lists)."""
+        out = asdict(self)
+        for k, v in out.items():
+            if isinstance(v, enum.Enum):
+                out[k] = v.value
+            elif isinstance(v, tuple):
+                out[k] = list(v)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict`; unknown keys are an error."""
+        names = {f.name for f in fields(cls)}
+        unknown = [k for k in data if k not in names]
+        if unknown:
+            raise ConfigError(_unknown_key_message(unknown[0]))
+        return cls(**{k: _coerce_value(k, v) for k, v in data.items()})
+
+    def override(self, **changes: Any) -> "TrainConfig":
+        """A copy with some fields changed (values are coerced and validated)."""
+        names = {f.name for f in fields(self)}
+        for k in changes:
+            if k not in names:
+                raise ConfigError(_unknown_key_message(k))
+        return replace(self, **{k: _coerce_value(k, v) for k, v in changes.items()})
+
+
+# --------------------------------------------------------------------------- coercion
+
+_HINTS: dict[str, Any] | None = None
+
+
+def _hints() -> dict[str, Any]:
+    global _HINTS
+    if _HINTS is None:
+        _HINTS = typing.get_type_hints(TrainConfig)
+    return _HINTS
+
+
+def field_names() -> list[str]:
+    return [f.name for f in fields(TrainConfig)]
+
+
+def _unknown_key_message(key: str) -> str:
+    close = difflib.get_close_matches(key, field_names(), n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(field_names())}"
+    return f"unknown setting {key!r}{hint}"
+
+
+def _coerce_enums(cfg: TrainConfig) -> None:
+    for name, enum_cls in (("algo", Algo), ("env_backend", EnvBackend), ("vectorization", Vectorization)):
+        value = getattr(cfg, name)
+        if not isinstance(value, enum_cls):
+            if enum_cls is Algo:
+                parsed = Algo.parse(value)
+            else:
+                try:
+                    parsed = enum_cls(str(value).lower())
+                except ValueError:
+                    allowed = ", ".join(e.value for e in enum_cls)
+                    raise ConfigError(f"{name}={value!r} is not allowed; allowed: {allowed}") from None
+            object.__setattr__(cfg, name, parsed)
+    if isinstance(cfg.hidden_sizes, list):
+        object.__setattr__(cfg, "hidden_sizes", tuple(cfg.hidden_sizes))
+
+
+def parse_setting(text: str) -> tuple[str, Any]:
+    """Parse one ``key=value`` override as typed on the command line."""
+    if "=" not in text:
+        raise ConfigError(f"--set expects key=value, got {text!r}")
+    key, raw = text.split("=", 1)
+    key = key.strip().replace("-", "_")
+    if key not in field_names():
+        raise ConfigError(_unknown_key_message(key))
+    return key, _coerce_value(key, raw.strip())
+
+
+def _coerce_value(key: str, value: Any) -> Any:
+    """Turn ``value`` (a string from the CLI, or a Python value) into the field's type."""
+    hint = _hints()[key]
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    optional = type(None) in args
+    base = next((a for a in args if a is not type(None)), hint) if origin in (typing.Union, type(int | None)) else hint
+
+    if isinstance(value, str):
+        text = value.strip()
+        if optional and text.lower() in ("none", "null", ""):
+            return None
+        if base is bool:
+            low = text.lower()
+            if low in ("true", "1", "yes", "on"):
+                return True
+            if low in ("false", "0", "no", "off"):
+                return False
+            raise ConfigError(f"{key}={value!r} is not a boolean; allowed: true or false")
+        if base in (int, float):
+            try:
+                num = float(text.replace("_", ""))
+            except ValueError:
+                raise ConfigError(f"{key}={value!r} is not a number") from None
+            value = num
+        elif typing.get_origin(base) is tuple:
+            try:
+                parsed = json.loads(text) if text.startswith("[") else [p for p in text.split(",") if p.strip()]
+                return tuple(int(p) for p in parsed)
+            except (ValueError, TypeError):
+                raise ConfigError(f"{key}={value!r} must be a comma-separated list of integers, e.g. 64,64") from None
+        else:
+            return text  # enums and strings are checked in validation
+    if value is None:
+        if not optional:
+            raise ConfigError(f"{key} may not be None")
+        return None
+    if base is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+            raise ConfigError(f"{key}={value!r} must be an integer")
+        return int(value)
+    if base is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{key}={value!r} must be a number")
+        return float(value)
+    if base is bool and not isinstance(value, bool):
+        raise ConfigError(f"{key}={value!r} must be true or false")
+    if typing.get_origin(base) is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}={value!r} must be a list of integers")
+        return tuple(_coerce_value_int(key, v) for v in value)
+    return value
+
+
+def _coerce_value_int(key: str, v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not float(v).is_integer():
+        raise ConfigError(f"{key} entries must be integers, got {v!r}")
+    return int(v)
+
+
+# --------------------------------------------------------------------------- validation
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ConfigError(message)
+
+
+def _positive(cfg: TrainConfig, name: str) -> None:
+    v = getattr(cfg, name)
+    _require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
+             f"{name}={v!r} must be a finite number > 0")
+
+
+def _validate(cfg: TrainConfig) -> None:
+    # Types first, so later comparisons cannot raise TypeError.
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        hint = _hints()[f.name]
+        if hint is int and (isinstance(v, bool) or not isinstance(v, int)):
+            raise ConfigError(f"{f.name}={v!r} must be an integer")
+        if hint is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
+            raise ConfigError(f"{f.name}={v!r} must be a number")
+        if hint is str and not isinstance(v, str):
+            raise ConfigError(f"{f.name}={v!r} must be a string")
+        if hint is bool and not isinstance(v, bool):
+            raise ConfigError(f"{f.name}={v!r} must be true or false")
+
+    for name in ("actor_lr", "critic_lr", "damping", "cg_damping"):
+        _positive(cfg, name)
+    for name in ("total_steps", "n_steps", "n_envs", "critic_epochs", "rank", "cg_iters", "cg_backtrack_iters",
+                 "torch_threads"):
+        _require(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
+    _require(cfg.seed >= 0, f"seed={cfg.seed!r} must be an integer >= 0")
+    for name in ("gamma", "gae_lambda"):
+        v = getattr(cfg, name)
+        _require(math.isfinite(v) and 0.0 <= v <= 1.0, f"{name}={v!r} must be in [0, 1]")
+    _require(math.isfinite(cfg.ent_coef) and cfg.ent_coef >= 0, f"ent_coef={cfg.ent_coef!r} must be a finite number >= 0")
+    _require(math.isfinite(cfg.log_std_init), f"log_std_init={cfg.log_std_init!r} must be finite")
+    if cfg.max_episode_steps is not None:
+        _require(isinstance(cfg.max_episode_steps, int) and cfg.max_episode_steps >= 1,
+                 f"max_episode_steps={cfg.max_episode_steps!r} must be an integer >= 1 or None")
+    if cfg.cg_max_kl is not None:
+        _require(math.isfinite(cfg.cg_max_kl) and cfg.cg_max_kl > 0, f"cg_max_kl={cfg.cg_max_kl!r} must be > 0 or None")
+    _require(len(cfg.hidden_sizes) >= 1 and all(isinstance(h, int) and h >= 1 for h in cfg.hidden_sizes),
+             f"hidden_sizes={cfg.hidden_sizes!r} must be one or more positive integers")
+    _require(cfg.n_steps % cfg.n_envs == 0,
+             f"n_steps (T) = {cfg.n_steps} is not divisible by n_envs = {cfg.n_envs}; "
+             f"T must be a multiple of n_envs (divisors of {cfg.n_steps}: {_divisors(cfg.n_steps)})")
+    if cfg.batch_size is not None:
+        _require(1 <= cfg.batch_size <= cfg.n_steps and cfg.n_steps % cfg.batch_size == 0,
+                 f"batch_size (B) = {cfg.batch_size} must divide n_steps (T) = {cfg.n_steps}; "
+                 f"allowed: {_divisors(cfg.n_steps)}")
+    _require(cfg.rank <= cfg.n_steps, f"rank={cfg.rank} must be <= n_steps (T) = {cfg.n_steps}")
+    _require(bool(cfg.env_id.strip()), "env_id must not be empty")
+
+
+def _divisors(n: int, limit: int = 12) -> str:
+    divs = [d for d in range(1, n + 1) if n % d == 0]
+    shown = divs if len(divs) <= limit else divs[: limit // 2] + ["..."] + divs[-limit // 2:]
+    return ", ".join(str(d) for d in shown)

@@ -1,0 +1,43 @@
+"""Closed-form solve with a damped rank-1 matrix (the Sherman–Morrison identity)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float) -> Tensor:
+    r"""Return ``x = (λI + u uᵀ)⁻¹ g`` without forming a matrix.
+
+    By the Sherman–Morrison identity,
+
+    .. math::
+
+        (λI + uu^\top)^{-1} g = \frac{g}{λ} - \frac{u\,(u^\top g)}{λ^2 + λ\,u^\top u}.
+
+    The denominator ``λ² + λ uᵀu`` is at least ``λ² > 0`` for any ``λ > 0``, so the
+    result is finite whenever the inputs are. It costs two dot products and two
+    vector updates: O(d) time and memory.
+
+    Args:
+        g: right-hand side, shape ``(d,)``.
+        u: the rank-1 factor, shape ``(d,)``. ``u = 0`` gives ``g / λ``.
+        damping: ``λ > 0``.
+
+    Returns:
+        The solution, shape ``(d,)``, dtype of ``g``.
+
+    Example:
+        >>> g = torch.tensor([1.0, 2.0]); u = torch.tensor([1.0, 0.0])
+        >>> sherman_morrison_solve(g, u, damping=1.0)   # (I + e1 e1ᵀ)⁻¹ g
+        tensor([0.5000, 2.0000])
+    """
+    if not damping > 0:
+        raise ValueError(f"damping must be > 0, got {damping!r}")
+    if g.shape != u.shape or g.dim() != 1:
+        raise ValueError(f"g and u must be vectors of the same length, got {tuple(g.shape)} and {tuple(u.shape)}")
+    lam = float(damping)
+    ug = torch.dot(u, g)
+    uu = torch.dot(u, u)
+    coef = ug / (lam * lam + lam * uu)
+    return g / lam - coef * u

@@ -1,0 +1,45 @@
+"""Actor-update rules behind one interface (:class:`ActorUpdate`).
+
+=============  ==========================================  =====================
+algo           update                                      class
+=============  ==========================================  =====================
+``ac-sgd``     ``θ ← θ + η g``                              :class:`SGDUpdate`
+``ac-adam``    Adam on ``-(1/N) Σ log π A``                 :class:`AdamUpdate`
+``ac-cg``      ``θ ← θ + η CG(F + λ_cg I, g)``              :class:`NaturalCGUpdate`
+``smac``       ``θ ← θ + η (λI + ℓ̄ℓ̄ᵀ)⁻¹ g``                :class:`ShermanMorrisonUpdate`
+``woodbury``   ``θ ← θ + η (λI + UUᵀ)⁻¹ g``                 :class:`WoodburyUpdate`
+=============  ==========================================  =====================
+"""
+
+from __future__ import annotations
+
+from natpg.config import Algo, TrainConfig
+from natpg.policies import Actor
+from natpg.updates.adam import AdamUpdate
+from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
+from natpg.updates.natural_cg import NaturalCGUpdate
+from natpg.updates.sgd import SGDUpdate
+from natpg.updates.sherman_morrison import ShermanMorrisonUpdate
+from natpg.updates.woodbury import WoodburyUpdate
+
+
+def make_update(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
+    """The update rule ``cfg.algo`` for ``actor``, with the config's hyper-parameters."""
+    if cfg.algo is Algo.AC_SGD:
+        return SGDUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef)
+    if cfg.algo is Algo.AC_ADAM:
+        return AdamUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef)
+    if cfg.algo is Algo.AC_CG:
+        return NaturalCGUpdate(actor, cfg.actor_lr, cfg.cg_damping, cfg.cg_iters, cfg.cg_max_kl,
+                               cfg.cg_line_search, cfg.cg_backtrack_iters, ent_coef=cfg.ent_coef)
+    if cfg.algo is Algo.SMAC:
+        return ShermanMorrisonUpdate(actor, cfg.actor_lr, cfg.damping, cfg.batch_size, ent_coef=cfg.ent_coef)
+    if cfg.algo is Algo.WOODBURY:
+        return WoodburyUpdate(actor, cfg.actor_lr, cfg.damping, cfg.rank, ent_coef=cfg.ent_coef)
+    raise AssertionError(f"unhandled algo {cfg.algo}")  # pragma: no cover
+
+
+__all__ = [
+    "ActorBatch", "ActorUpdate", "UpdateInfo", "make_update",
+    "SGDUpdate", "AdamUpdate", "NaturalCGUpdate", "ShermanMorrisonUpdate", "WoodburyUpdate",
+]
