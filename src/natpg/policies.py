@@ -74,13 +74,15 @@ class Actor(nn.Module):
                 f"action space {action_space} is not supported; allowed: Discrete(n) or a 1-D Box"
             )
 
-    def distribution(self, obs: Tensor) -> Distribution:
+    def forward(self, obs: Tensor) -> Distribution:
         """The action distribution at ``obs`` (batch-first)."""
         out = self.body(obs)
         if self.discrete:
             return Categorical(logits=out)
         std = self.log_std.exp().expand_as(out)
         return Independent(Normal(out, std), 1)
+
+    distribution = forward
 
     def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
         """Per-sample ``log π_θ(a_i|s_i)``, shape ``(B,)``."""

@@ -89,6 +89,10 @@ class Trainer:
         self.collector = RolloutCollector(self.envs, cfg.seed)
         self.iteration = 0
 
+    def close(self) -> None:
+        """Close the environments (also done at the end of :meth:`run`)."""
+        self.envs.close()
+
     @property
     def global_step(self) -> int:
         return self.collector.global_step
@@ -175,7 +179,7 @@ class Trainer:
                         on_iteration(row)
                     bar.update(self.global_step, float(np.mean(recent)) if recent else math.nan)
         finally:
-            self.envs.close()
+            self.close()
             if log is not None:
                 log.close()
         wall = time.perf_counter() - start
@@ -201,9 +205,14 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
         progress: show a live progress bar.
         overwrite: replace ``run_dir`` if it already holds files.
     """
+    trainer = Trainer(cfg)  # validates env and spaces before anything on disk is touched
     if run_dir is not None:
-        run_dir = prepare_run_dir(Path(run_dir), overwrite)
-    return Trainer(cfg).run(run_dir, progress=progress)
+        try:
+            run_dir = prepare_run_dir(Path(run_dir), overwrite)
+        except BaseException:
+            trainer.close()
+            raise
+    return trainer.run(run_dir, progress=progress)
 
 
 class _ProgressBar:

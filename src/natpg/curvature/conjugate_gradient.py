@@ -8,8 +8,12 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-#: Added to every CG denominator so that a zero residual or direction never divides by 0.
-CG_EPS = 1e-10
+
+def _eps(t: Tensor) -> float:
+    """The smallest positive normal number of ``t``'s dtype: added to every CG denominator so
+    that none can be 0, while leaving any representable non-tiny denominator unchanged
+    (an absolute epsilon such as 1e-10 would stall CG once ``pᵀAp`` falls below it)."""
+    return torch.finfo(t.dtype).tiny
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,8 @@ def conjugate_gradient(
     ``p ← r' + βp``. In exact arithmetic it converges in at most ``d`` steps;
     each step costs one ``matvec``.
 
-    Safeguards: every division carries :data:`CG_EPS`; if a direction has
+    Safeguards: every division carries an epsilon (the dtype's smallest normal
+    number, so it never biases a step); if a direction has
     non-positive curvature ``pᵀAp ≤ 0`` the loop stops and returns the last iterate
     (for ``x₀ = 0`` that is ``0``, never a step of the wrong sign).
 
@@ -63,6 +68,7 @@ def conjugate_gradient(
     """
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter!r}")
+    eps = _eps(b)
     x = torch.zeros_like(b)
     r = b.clone()
     p = b.clone()
@@ -77,12 +83,12 @@ def conjugate_gradient(
         if not bool(pAp > 0):
             nonpositive = True
             break
-        alpha = rr / (pAp + CG_EPS)
+        alpha = rr / (pAp + eps)
         x = x + alpha * p
         r = r - alpha * Ap
         rr_new = torch.dot(r, r)
         converged = bool(rr_new.sqrt() <= tol)
-        p = r + (rr_new / (rr + CG_EPS)) * p
+        p = r + (rr_new / (rr + eps)) * p
         rr = rr_new
     return CGResult(x=x, iterations=iters, residual_norm=float(rr.sqrt()), converged=converged,
                     nonpositive_curvature=nonpositive)

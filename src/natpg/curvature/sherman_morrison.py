@@ -15,9 +15,13 @@ def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float) -> Tensor:
 
         (λI + uu^\top)^{-1} g = \frac{g}{λ} - \frac{u\,(u^\top g)}{λ^2 + λ\,u^\top u}.
 
-    The denominator ``λ² + λ uᵀu`` is at least ``λ² > 0`` for any ``λ > 0``, so the
-    result is finite whenever the inputs are. It costs two dot products and two
-    vector updates: O(d) time and memory.
+    It is evaluated in the algebraically identical form
+    ``x = (g − u · uᵀg / (λ + uᵀu)) / λ``, whose denominator ``λ + uᵀu ≥ λ > 0``
+    cannot vanish or underflow (``λ²`` would for tiny λ in float32), so the
+    result is finite whenever the inputs are. Its forward error is of the order
+    of machine precision times the condition number ``1 + uᵀu/λ``, like any
+    stable solve. It costs two dot products and two vector updates: O(d) time
+    and memory.
 
     Args:
         g: right-hand side, shape ``(d,)``.
@@ -37,7 +41,5 @@ def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float) -> Tensor:
     if g.shape != u.shape or g.dim() != 1:
         raise ValueError(f"g and u must be vectors of the same length, got {tuple(g.shape)} and {tuple(u.shape)}")
     lam = float(damping)
-    ug = torch.dot(u, g)
-    uu = torch.dot(u, u)
-    coef = ug / (lam * lam + lam * uu)
-    return g / lam - coef * u
+    coef = torch.dot(u, g) / (lam + torch.dot(u, u))
+    return (g - coef * u) / lam

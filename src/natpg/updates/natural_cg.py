@@ -39,12 +39,17 @@ class NaturalCGUpdate(ActorUpdate):
 
     def step(self, batch: ActorBatch) -> UpdateInfo:
         g, loss = self.policy_gradient(batch)
+        if not bool(torch.isfinite(g).all()):
+            return UpdateInfo(loss, 0.0, 1, "non-finite gradient")
         dist = self.actor.distribution(batch.obs)
         old = _detached(dist)
         kl = kl_divergence(old, dist).mean()
         matvec = damped_hvp(kl, self.params, self.cg_damping)
         res = conjugate_gradient(matvec, g, max_iter=self.cg_iters)
         x = res.x
+        if res.iterations <= 1 and res.nonpositive_curvature:
+            return UpdateInfo(loss, 0.0, 1, "non-positive curvature pᵀFp ≤ 0 on the first CG step",
+                              {"cg_nonpositive_curvature": 1.0})
         extras = {"cg_iterations": float(res.iterations), "cg_residual": res.residual_norm,
                   "cg_nonpositive_curvature": float(res.nonpositive_curvature)}
         scale = self.lr

@@ -40,11 +40,12 @@ class ShermanMorrisonUpdate(ActorUpdate):
         b = n if self.batch_size is None else self.batch_size
         if n % b:
             raise ValueError(f"batch_size B={b} must divide the batch length N={n}")
-        total = torch.zeros(self.n_params)
+        dtype = batch.advantages.dtype
+        total = torch.zeros(self.n_params, dtype=dtype)
         losses, skipped, reason = [], 0, ""
         for start in range(0, n, b):
             mb = batch.slice(start, start + b)
-            weights = torch.full((1, b), 1.0 / b)
+            weights = torch.full((1, b), 1.0 / b, dtype=dtype)
             rows, loss = self.batched_scores(mb, weights)
             g, score_mean = rows[0], rows[1]
             step = self.lr * sherman_morrison_solve(g, score_mean, self.damping)

@@ -29,18 +29,18 @@ class WoodburyUpdate(ActorUpdate):
         self.damping = float(damping)
         self.rank = int(rank)
 
-    def group_weights(self, n: int) -> torch.Tensor:
+    def group_weights(self, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """``(k, n)`` matrix whose row j averages group j and scales by 1/√k."""
         k = self.rank
         if k > n:
             raise ValueError(f"rank k={k} exceeds the batch length N={n}")
-        w = torch.zeros(k, n)
+        w = torch.zeros(k, n, dtype=dtype)
         for j, idx in enumerate(torch.tensor_split(torch.arange(n), k)):
             w[j, idx] = 1.0 / (len(idx) * math.sqrt(k))
         return w
 
     def step(self, batch: ActorBatch) -> UpdateInfo:
-        rows, loss = self.batched_scores(batch, self.group_weights(len(batch)))
+        rows, loss = self.batched_scores(batch, self.group_weights(len(batch), batch.advantages.dtype))
         g, U = rows[0], rows[1:].T
         step = self.lr * woodbury_solve(g, U, self.damping)
         norm, reason = self.apply(step)

@@ -1,0 +1,90 @@
+"""The command line: a real training run, and one clear error line for each bad input."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from natpg.cli import app
+
+runner = CliRunner()
+
+# (arguments, text that the single error line must contain)
+BAD_INPUTS = [
+    (["--env", "CartPoel-v1"], "unknown env id 'CartPoel-v1'; did you mean 'CartPole-v1'"),
+    (["--env", "NoSuchEnv-v9"], "unknown env id 'NoSuchEnv-v9'"),
+    (["--env", "CartPole-v1", "--algo", "ppo"], "unknown algorithm 'ppo'; allowed: smac, ac-sgd, ac-adam, ac-cg, woodbury"),
+    (["--env", "CartPole-v1", "--set", "actor_lr=0"], "actor_lr=0.0 must be a finite number > 0"),
+    (["--env", "CartPole-v1", "--set", "actor_lr=-0.1"], "actor_lr=-0.1 must be a finite number > 0"),
+    (["--env", "CartPole-v1", "--set", "damping=0"], "damping=0.0 must be a finite number > 0"),
+    (["--env", "CartPole-v1", "--n-envs", "3"], "n_steps (T) = 1000 is not divisible by n_envs = 3"),
+    (["--env", "CartPole-v1", "--set", "batch_size=7"], "batch_size (B) = 7 must divide n_steps (T) = 1000"),
+    (["--env", "natpg-test/MultiDiscrete-v0"], "action space MultiDiscrete([2 3]) is not supported; allowed: Discrete(n) or a 1-D Box"),
+    (["--env", "CartPole-v1", "--set", "dampng=1"], "unknown setting 'dampng'; did you mean 'damping'?"),
+    (["--env", "CartPole-v1", "--set", "damping"], "--set expects key=value, got 'damping'"),
+    (["--env", "CartPole-v1", "--steps", "0"], "total_steps=0 must be an integer >= 1"),
+]
+
+
+@pytest.mark.parametrize("args,message", BAD_INPUTS, ids=[" ".join(a) for a, _ in BAD_INPUTS])
+def test_bad_input_gives_one_clear_error_line_and_builds_nothing(tmp_path, monkeypatch, args, message):
+    import natpg.trainer as trainer_mod
+
+    built = []
+    monkeypatch.setattr(trainer_mod, "make_vector_env", lambda cfg: built.append(cfg))
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["train", *args, "--out", str(out), "--quiet"])
+    assert result.exit_code == 2, result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("natpg: error: "), result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.output
+    assert not built, "a vector environment was built before the input was validated"
+    assert not out.exists()
+
+
+def test_overwrite_with_bad_input_keeps_the_old_run(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "episodes.csv").write_text("precious\n")
+    result = runner.invoke(app, ["train", "--env", "natpg-test/MultiDiscrete-v0", "--out", str(out), "--overwrite"])
+    assert result.exit_code == 2
+    assert (out / "episodes.csv").read_text() == "precious\n"
+
+
+def test_existing_run_folder_is_kept(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "episodes.csv").write_text("precious\n")
+    result = runner.invoke(app, ["train", "--env", "CartPole-v1", "--steps", "1000", "--out", str(out)])
+    assert result.exit_code == 2 and "already holds files" in result.stderr
+    assert (out / "episodes.csv").read_text() == "precious\n"
+
+
+def test_train_and_plot_through_the_installed_command(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "natpg.cli", "train", "--env", "CartPole", "--algo", "ac-sgd", "--seed", "1",
+         "--steps", "2000", "--out", str(out), "--set", "actor_lr=0.05"],
+        capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "ac-sgd on CartPole-v1 seed 1: 2000 steps" in proc.stdout and "final return" in proc.stdout
+    with open(out / "iterations.csv", newline="") as fh:
+        assert len(list(csv.DictReader(fh))) == 2
+    result = runner.invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0 and (out / "learning_curve.png").stat().st_size > 1000
+
+
+def test_plot_of_a_folder_that_is_not_a_run(tmp_path):
+    result = runner.invoke(app, ["plot", str(tmp_path)])
+    assert result.exit_code == 2 and "is not a natpg run folder" in result.stderr
+
+
+def test_help_lists_every_train_option():
+    result = runner.invoke(app, ["train", "--help"])
+    for opt in ("--env", "--algo", "--seed", "--steps", "--set", "--out", "--n-envs"):
+        assert opt in result.output

@@ -1,0 +1,82 @@
+"""SPEC §4's table as data: every env × algorithm loads, and overrides work field by field."""
+
+from __future__ import annotations
+
+import pytest
+
+from natpg.config import Algo, ConfigError, TrainConfig
+from natpg.presets import load_preset, make_config, preset_env_ids, preset_names
+
+# SPEC §4, transcribed independently of paper.toml: env → (α, SMAC η, SMAC λ, Adam η, SGD η, CG η)
+SPEC_TABLE = {
+    "Acrobot-v1": (1e-3, 5e-2, 0.1, 6e-4, 2e-1, 6e-1),
+    "CartPole-v1": (1e-3, 5e-3, 0.1, 7e-5, 7e-3, 8e-2),
+    "Pendulum-v1": (1e-3, 6e-3, 0.1, 7e-4, 5e-2, 3e-2),
+    "HalfCheetah-v5": (1e-4, 5e-3, 1.0, 1e-2, 1e-3, 1e-2),
+    "Hopper-v5": (1e-4, 1e-2, 1.0, 1e-4, 1e-3, 1e-2),
+    "Swimmer-v5": (1e-4, 3e-2, 1.0, 1e-4, 1e-3, 1e-2),
+    "Walker2d-v5": (1e-5, 3e-2, 1.0, 1e-5, 1e-4, 1e-2),
+    "Humanoid-v5": (1e-3, 1e-4, 0.01, 3e-4, 1e-3, 9e-1),
+    "Pusher-v5": (1e-3, 1.5e-3, 0.01, 2.5e-3, 1e-1, 9e-1),
+}
+
+
+def test_nine_preset_envs():
+    assert sorted(preset_env_ids()) == sorted(SPEC_TABLE)
+    assert len(preset_names()) == 9
+
+
+@pytest.mark.parametrize("env_id", sorted(SPEC_TABLE))
+def test_preset_matches_spec_table(env_id):
+    alpha, smac_eta, smac_lam, adam_eta, sgd_eta, cg_eta = SPEC_TABLE[env_id]
+    for algo, eta in [("smac", smac_eta), ("ac-adam", adam_eta), ("ac-sgd", sgd_eta), ("ac-cg", cg_eta)]:
+        cfg = make_config(env_id, algo, seed=0)
+        assert (cfg.env_id, cfg.algo.value, cfg.actor_lr, cfg.critic_lr) == (env_id, algo, eta, alpha)
+        assert (cfg.n_steps, cfg.gamma, cfg.gae_lambda, cfg.max_episode_steps) == (1000, 0.99, 0.9, 1000)
+        assert cfg.total_steps >= 500_000
+    assert make_config(env_id, "smac").damping == smac_lam
+    assert make_config(env_id, "ac-cg").cg_damping == 0.1 and make_config(env_id, "ac-cg").cg_iters == 10
+
+
+def test_budgets_follow_the_spec():
+    assert make_config("Acrobot", "smac").total_steps == 500_000
+    assert make_config("CartPole", "smac").total_steps == 500_000
+    assert make_config("Pendulum", "smac").total_steps >= 1_500_000
+    assert make_config("HalfCheetah-v5", "smac").total_steps >= 2_000_000
+
+
+def test_short_names_and_ids_are_the_same_preset():
+    assert make_config("cartpole", "smac") == make_config("CartPole-v1", "smac")
+
+
+def test_woodbury_inherits_smac_step_and_damping():
+    w, s = make_config("Hopper-v5", "woodbury"), make_config("Hopper-v5", "smac")
+    assert (w.actor_lr, w.damping, w.algo) == (s.actor_lr, s.damping, Algo.WOODBURY)
+
+
+def test_overrides_field_by_field_with_strings_as_typed():
+    cfg = make_config("CartPole-v1", "smac", 3, {"total_steps": "20_000", "damping": "0.5", "hidden_sizes": "32,32",
+                                                 "normalize_advantages": "true", "batch_size": "10"})
+    assert (cfg.total_steps, cfg.damping, cfg.hidden_sizes, cfg.normalize_advantages, cfg.batch_size) == \
+        (20_000, 0.5, (32, 32), True, 10)
+    assert cfg.actor_lr == 5e-3  # untouched fields keep the preset
+
+
+def test_unknown_override_key_suggests_the_right_one():
+    with pytest.raises(ConfigError, match=r"unknown setting 'dampng'; did you mean 'damping'\?"):
+        make_config("CartPole-v1", "smac", 0, {"dampng": 1.0})
+
+
+def test_env_without_preset_uses_defaults():
+    cfg = make_config("MountainCar-v0", "smac")
+    assert cfg.env_id == "MountainCar-v0" and cfg.actor_lr == TrainConfig().actor_lr
+
+
+def test_load_preset_unknown_env():
+    with pytest.raises(ConfigError, match="no preset for env 'CartPol'; did you mean 'CartPole'"):
+        load_preset("CartPol", "smac")
+
+
+def test_config_round_trips_through_dict():
+    cfg = make_config("Hopper-v5", "ac-cg", 4, {"hidden_sizes": (32, 16), "cg_max_kl": 0.01})
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
