@@ -175,14 +175,7 @@ class TensorBoardLog:
     """
 
     def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            from natpg.config import ConfigError
-
-            raise ConfigError("tensorboard=True needs the tensorboard package; "
-                              "install it with: pip install 'natpg[tensorboard]'") from None
-        self.writer = SummaryWriter(str(log_dir), purge_step=purge_step)
+        self.writer = _summary_writer_class()(str(log_dir), purge_step=purge_step)
 
     def write(self, row: dict[str, Any], step: int) -> None:
         for key, value in row.items():
@@ -194,3 +187,20 @@ class TensorBoardLog:
 
     def close(self) -> None:
         self.writer.close()
+
+
+def _summary_writer_class():
+    """torch's ``SummaryWriter``; a :class:`~natpg.config.ConfigError` when TensorBoard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        from natpg.config import ConfigError
+
+        raise ConfigError("tensorboard=True needs the tensorboard package; "
+                          "install it with: pip install 'natpg[tensorboard]'") from None
+    return SummaryWriter
+
+
+def check_tensorboard() -> None:
+    """Raise :class:`~natpg.config.ConfigError` now, before a run starts, if TensorBoard is missing."""
+    _summary_writer_class()

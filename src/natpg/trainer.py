@@ -46,7 +46,8 @@ from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
-from natpg.runlog import EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog, TensorBoardLog
+from natpg.runlog import (EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog, TensorBoardLog,
+                          check_tensorboard)
 from natpg.updates import ActorBatch, make_update
 
 RESUME_SEED_STRIDE = 10_007
@@ -103,6 +104,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         spaces = probe_spaces(cfg.env_id)  # raises ConfigError before any vector env is built
+        if cfg.tensorboard:
+            check_tensorboard()
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         obs_dim = flat_obs_dim(spaces.observation_space)
