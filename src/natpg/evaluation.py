@@ -11,6 +11,7 @@ the observation normaliser's statistics frozen.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -166,7 +167,9 @@ def _make_eval_env(env_id: str, max_episode_steps: int | None, render: bool) -> 
     if not render:
         return make_env(env_id, max_episode_steps)
     try:
-        env = make_env(env_id, max_episode_steps, render_mode="rgb_array")
+        with warnings.catch_warnings():  # an env without 'rgb_array' gets the clear error below instead
+            warnings.filterwarnings("ignore", message=".*render_mode.*")
+            env = make_env(env_id, max_episode_steps, render_mode="rgb_array")
     except Exception as exc:  # noqa: BLE001 - gymnasium raises several types here
         raise ConfigError(f"env {env_id!r} cannot render offscreen (render_mode='rgb_array'): {exc}") from None
     modes = env.metadata.get("render_modes") or []
