@@ -182,7 +182,9 @@ def _make_eval_env(env_id: str, max_episode_steps: int | None, render: bool) -> 
 
 def _render(env: gym.Env, env_id: str) -> np.ndarray:
     try:
-        frame = env.render()
+        with warnings.catch_warnings():  # GLFW/pygame warn before failing; the error below says it once
+            warnings.simplefilter("ignore")
+            frame = env.render()
     except Exception as exc:  # noqa: BLE001 - OpenGL/pygame failures come in many types
         hint = " (MuJoCo renders headless with MUJOCO_GL=egl or MUJOCO_GL=osmesa)" if "mujoco" in repr(
             type(env.unwrapped)).lower() else ""
