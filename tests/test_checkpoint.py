@@ -16,7 +16,8 @@ import torch
 from typer.testing import CliRunner
 
 from natpg import make_config
-from natpg.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint, truncate_csv
+from natpg.checkpoint import (checkpoint_path, load_checkpoint, remove_stale_temp_files, save_checkpoint,
+                              truncate_csv)
 from natpg.cli import app
 from natpg.config import ConfigError
 from natpg.trainer import Trainer, resume, train
@@ -92,6 +93,11 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch)
         save_checkpoint(tmp_path, {"iteration": 2})
     assert checkpoint_path(tmp_path).read_bytes() == before
     assert [p.name for p in checkpoint_path(tmp_path).parent.iterdir()] == ["latest.pt"]
+    stale = checkpoint_path(tmp_path).parent / ".latest.pt.abc123.tmp"  # as left by a SIGKILL mid-save
+    stale.write_bytes(b"half")
+    assert load_checkpoint(tmp_path)["iteration"] == 1 and stale.exists()  # readers leave it alone
+    remove_stale_temp_files(tmp_path)  # what resume does first
+    assert not stale.exists() and checkpoint_path(tmp_path).exists()
 
 
 def test_sigkilled_run_resumes_and_finishes_with_well_formed_logs(tmp_path):

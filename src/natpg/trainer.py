@@ -39,7 +39,8 @@ import torch
 from torch.distributions import kl_divergence
 
 from natpg.advantages import compute_gae
-from natpg.checkpoint import load_checkpoint, read_csv_rows, save_checkpoint, truncate_csv
+from natpg.checkpoint import (load_checkpoint, read_csv_rows, remove_stale_temp_files, save_checkpoint,
+                              truncate_csv)
 from natpg.config import ConfigError, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
@@ -379,6 +380,7 @@ def resume(run_dir: str | Path, total_steps: int | None = None, progress: bool =
     trainer = Trainer(cfg)
     try:
         trainer.load_state_dict(state)
+        remove_stale_temp_files(run_dir)
         truncate_csv(run_dir / ITERATIONS_FILE, "iteration", trainer.iteration)
         truncate_csv(run_dir / EVAL_FILE, "iteration", trainer.iteration)
         truncate_csv(run_dir / EPISODES_FILE, "global_step", trainer.global_step)
