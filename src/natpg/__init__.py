@@ -13,6 +13,6 @@ __version__ = "0.1.0"
 
 from natpg.config import Algo, ConfigError, TrainConfig  # noqa: E402
 from natpg.presets import make_config  # noqa: E402
-from natpg.trainer import TrainResult, Trainer, train  # noqa: E402
+from natpg.trainer import TrainResult, Trainer, resume, train  # noqa: E402
 
-__all__ = ["Algo", "ConfigError", "TrainConfig", "TrainResult", "Trainer", "make_config", "train", "__version__"]
+__all__ = ["Algo", "ConfigError", "TrainConfig", "TrainResult", "Trainer", "make_config", "resume", "train", "__version__"]

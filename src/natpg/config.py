@@ -111,6 +111,16 @@ class TrainConfig:
     """Gymnasium vectorisation of the n_envs copies."""
     torch_threads: int = 1
     """Threads torch may use (1 is fastest for these small networks)."""
+    normalize_obs: bool = False
+    """Normalise observations by a running mean/std (saved with the model). Off in the paper's presets."""
+    checkpoint_every: int = 10
+    """Save a checkpoint every this many iterations (and always at the end); 0 saves only at the end."""
+    eval_every: int = 0
+    """Evaluate the policy on separately seeded envs every this many iterations (0 = off); logged to eval.csv."""
+    eval_episodes: int = 5
+    """Episodes per periodic evaluation."""
+    tensorboard: bool = False
+    """Also write TensorBoard event files (``RUN_DIR/tensorboard``); needs the ``natpg[tensorboard]`` extra."""
 
     def __post_init__(self) -> None:
         _coerce_enums(self)
@@ -302,6 +312,9 @@ def _validate(cfg: TrainConfig) -> None:
                  "torch_threads"):
         _require(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
     _require(cfg.seed >= 0, f"seed={cfg.seed!r} must be an integer >= 0")
+    for name in ("checkpoint_every", "eval_every"):
+        _require(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)!r} must be an integer >= 0 (0 = off)")
+    _require(cfg.eval_episodes >= 1, f"eval_episodes={cfg.eval_episodes!r} must be an integer >= 1")
     for name in ("gamma", "gae_lambda"):
         v = getattr(cfg, name)
         _require(math.isfinite(v) and 0.0 <= v <= 1.0, f"{name}={v!r} must be in [0, 1]")

@@ -14,7 +14,7 @@ import platform
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, BinaryIO, Callable, Iterable, Sequence
 
 CONFIG_FILE = "config.json"
 SYSTEM_FILE = "system.json"
@@ -30,22 +30,45 @@ ITERATION_COLUMNS = (
     "train/skipped_updates", "train/skip_reason",
     "time/rollout_s", "time/update_s", "time/elapsed_s",
 )
+EVAL_FILE = "eval.csv"
+EVAL_COLUMNS = ("iteration", "global_step", "eval/mean_return", "eval/std_return", "eval/mean_length",
+                "eval/episodes")
+TENSORBOARD_DIR = "tensorboard"
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write(fh)`` on a temporary binary file beside ``path``, fsync it, then rename it over ``path``.
+
+    ``os.replace`` is atomic on POSIX: a reader (or a process killed at any instant)
+    sees the old file or the new one, never half of one. The new file keeps the old
+    one's permissions (or gets those of a plain ``open``).
+    """
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, sort_keys=False)
-            fh.write("\n")
+        os.fchmod(fd, mode)  # mkstemp creates 0600 files
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to ``path`` via a temporary file and a rename."""
+    text = json.dumps(data, indent=2, sort_keys=False) + "\n"
+    write_atomic(path, lambda fh: fh.write(text.encode()))
 
 
 def system_record() -> dict[str, Any]:
@@ -119,6 +142,14 @@ class RunLog:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.episodes = CSVLog(self.run_dir / EPISODES_FILE, EPISODE_COLUMNS)
         self.iterations = CSVLog(self.run_dir / ITERATIONS_FILE, ITERATION_COLUMNS)
+        self._eval: CSVLog | None = None
+
+    @property
+    def eval(self) -> CSVLog:
+        """``eval.csv``, created on first use (runs without periodic evaluation have none)."""
+        if self._eval is None:
+            self._eval = CSVLog(self.run_dir / EVAL_FILE, EVAL_COLUMNS)
+        return self._eval
 
     def write_config(self, config: dict[str, Any]) -> None:
         write_json_atomic(self.run_dir / CONFIG_FILE, config)
@@ -130,3 +161,46 @@ class RunLog:
     def close(self) -> None:
         self.episodes.close()
         self.iterations.close()
+        if self._eval is not None:
+            self._eval.close()
+
+
+class TensorBoardLog:
+    """TensorBoard event files beside the CSVs; the x-axis is the global step.
+
+    Every numeric entry of a row whose key is namespaced (``rollout/…``, ``train/…``,
+    ``time/…``, ``eval/…``) becomes one scalar. ``purge_step`` (set on resume to the
+    checkpoint's global step + 1) makes TensorBoard discard events a killed run wrote
+    after its last checkpoint, so a resumed run continues the same axis.
+    """
+
+    def __init__(self, log_dir: Path, purge_step: int | None = None) -> None:
+        self.writer = _summary_writer_class()(str(log_dir), purge_step=purge_step)
+
+    def write(self, row: dict[str, Any], step: int) -> None:
+        for key, value in row.items():
+            if "/" in key and isinstance(value, (int, float)) and not isinstance(value, bool):
+                self.writer.add_scalar(key, value, step)
+
+    def flush(self) -> None:
+        self.writer.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def _summary_writer_class():
+    """torch's ``SummaryWriter``; a :class:`~natpg.config.ConfigError` when TensorBoard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        from natpg.config import ConfigError
+
+        raise ConfigError("tensorboard=True needs the tensorboard package; "
+                          "install it with: pip install 'natpg[tensorboard]'") from None
+    return SummaryWriter
+
+
+def check_tensorboard() -> None:
+    """Raise :class:`~natpg.config.ConfigError` now, before a run starts, if TensorBoard is missing."""
+    _summary_writer_class()

@@ -3,11 +3,29 @@
 The trainer builds the actor update from the config through
 :func:`natpg.updates.make_update` and only ever calls its ``step``: it does not
 know which rule it runs.
+
+A run folder also gets a checkpoint every ``checkpoint_every`` iterations and at
+the end (:mod:`natpg.checkpoint`); :func:`resume` continues a run from it and
+appends to the same logs. What a resume restores:
+
+* bit-identically: actor, critic, the critic's and any update rule's optimizer
+  state (Adam moments), observation-normaliser statistics, the RNG states of
+  torch, numpy and Python, and the counters (iteration, global step, elapsed time);
+* the environments, bit-identically, when every copy survives a pickle round trip
+  with its state (synchronous vectorisation of envs that are not ``EzPickle``, such
+  as the classic-control tasks): then the resumed run is the same run as one that
+  never stopped, episode for episode;
+* otherwise (MuJoCo envs, whose ``EzPickle`` rebuilds a fresh simulator, and
+  ``vectorization=async``) the environments cannot be restored: they are reset
+  with seed ``seed + RESUME_SEED_STRIDE · iteration`` and the episodes that were in
+  progress at the checkpoint are dropped (they never reach ``episodes.csv``).
 """
 
 from __future__ import annotations
 
 import math
+import pickle
+import random
 import shutil
 import time
 from collections import deque
@@ -15,17 +33,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import gymnasium as gym
 import numpy as np
 import torch
 from torch.distributions import kl_divergence
 
 from natpg.advantages import compute_gae
-from natpg.config import ConfigError, TrainConfig
+from natpg.checkpoint import (load_checkpoint, read_csv_rows, remove_stale_temp_files, save_checkpoint,
+                              truncate_csv)
+from natpg.config import ConfigError, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
+from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
+from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
-from natpg.runlog import RunLog
+from natpg.runlog import (EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog, TensorBoardLog,
+                          check_tensorboard)
 from natpg.updates import ActorBatch, make_update
+
+RESUME_SEED_STRIDE = 10_007
+"""Environments that cannot be restored are reset on resume with ``seed + RESUME_SEED_STRIDE · iteration``."""
 
 
 @dataclass
@@ -78,6 +105,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
         spaces = probe_spaces(cfg.env_id)  # raises ConfigError before any vector env is built
+        if cfg.tensorboard:
+            check_tensorboard()
         torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         obs_dim = flat_obs_dim(spaces.observation_space)
@@ -86,8 +115,18 @@ class Trainer:
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.update = make_update(cfg, self.actor)
         self.envs = make_vector_env(cfg)
+        self.normalizer: ObsNormalizer | None = None
+        if cfg.normalize_obs:
+            self.envs = ObsNormalizeWrapper(self.envs)
+            self.normalizer = self.envs.normalizer
         self.collector = RolloutCollector(self.envs, cfg.seed)
         self.iteration = 0
+        self.elapsed_s = 0.0
+        """Wall time of the iterations run so far, earlier sessions of a resumed run included."""
+        self.episodes: list[Episode] = []
+        """Every finished episode of the run (read back from ``episodes.csv`` on resume)."""
+        self.env_state_restored: bool | None = None
+        """After :meth:`load_state_dict`: whether the environments were restored bit-identically."""
 
     def close(self) -> None:
         """Close the environments (also done at the end of :meth:`run`)."""
@@ -96,6 +135,72 @@ class Trainer:
     @property
     def global_step(self) -> int:
         return self.collector.global_step
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self) -> dict:
+        """Everything a resume needs (see the module docstring for what is bit-identical)."""
+        c = self.collector
+        return {
+            "config": self.cfg.to_dict(),
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "elapsed_s": self.elapsed_s,
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_opt": self.critic_opt.state_dict(),
+            "update": self.update.state_dict(),
+            "obs_rms": self.normalizer.state_dict() if self.normalizer is not None else None,
+            "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
+            "collector": {"obs": c.obs.copy(), "ep_return": c.ep_return.copy(), "ep_length": c.ep_length.copy()},
+            "envs": self._pickled_envs(),
+        }
+
+    def _pickled_envs(self) -> bytes | None:
+        """The vector env as bytes when a pickle round trip keeps its state, else ``None``."""
+        if self.cfg.vectorization is not Vectorization.SYNC:
+            return None
+        inner = self.envs.unwrapped if hasattr(self.envs, "unwrapped") else self.envs
+        if any(isinstance(e.unwrapped, gym.utils.EzPickle) for e in getattr(inner, "envs", [None])):
+            return None  # EzPickle re-runs the constructor: a fresh simulator, not this one
+        try:
+            return pickle.dumps(self.envs)
+        except Exception:  # noqa: BLE001 - any unpicklable member means "cannot restore"
+            return None
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a :meth:`state_dict`: networks, optimizers, statistics, RNGs, counters, envs if possible."""
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.update.load_state_dict(state["update"])
+        c = self.collector
+        self.iteration = int(state["iteration"])
+        self.elapsed_s = float(state["elapsed_s"])
+        if state["envs"] is not None:
+            self.envs.close()
+            self.envs = pickle.loads(state["envs"])
+            c.envs = self.envs
+            self.normalizer = getattr(self.envs, "normalizer", None)
+            c.obs = state["collector"]["obs"].copy()
+            c.ep_return = state["collector"]["ep_return"].copy()
+            c.ep_length = state["collector"]["ep_length"].copy()
+            self.env_state_restored = True
+        else:
+            if self.normalizer is not None:
+                self.normalizer.load_state_dict(state["obs_rms"])
+                self.normalizer.frozen = True  # the reset below must not move the saved statistics
+            obs, _ = self.envs.reset(seed=self.cfg.seed + RESUME_SEED_STRIDE * self.iteration)
+            if self.normalizer is not None:
+                self.normalizer.frozen = False
+            c.obs = np.asarray(obs, dtype=np.float32).reshape(c.n_envs, -1)
+            c.ep_return = np.zeros(c.n_envs, dtype=np.float64)
+            c.ep_length = np.zeros(c.n_envs, dtype=np.int64)
+            self.env_state_restored = False
+        c.global_step = int(state["global_step"])
+        torch.set_rng_state(state["rng"]["torch"])
+        np.random.set_state(state["rng"]["numpy"])
+        random.setstate(state["rng"]["python"])
 
     def train_iteration(self) -> tuple[dict[str, float | int | str], list[Episode]]:
         """Collect T transitions and update actor and critic once. Returns the log row and finished episodes."""
@@ -152,39 +257,76 @@ class Trainer:
         }
         return row, ro.episodes
 
+    def evaluate(self) -> EvalResult:
+        """Evaluate the current actor on ``cfg.eval_episodes`` separately seeded episodes (RNG-neutral)."""
+        cfg = self.cfg
+        return evaluate(self.actor, cfg.env_id, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET,
+                        max_episode_steps=cfg.max_episode_steps, normalizer=self.normalizer)
+
     def run(self, run_dir: Path | None = None, progress: bool = False,
-            on_iteration: Callable[[dict], None] | None = None) -> TrainResult:
-        """Train for ``cfg.total_steps`` steps; log into ``run_dir`` if given."""
+            on_iteration: Callable[[dict], None] | None = None, resumed: bool = False) -> TrainResult:
+        """Train until ``cfg.total_steps`` steps; log into ``run_dir`` if given.
+
+        With a ``run_dir``, a checkpoint is saved every ``cfg.checkpoint_every``
+        iterations and at the end, after that iteration's rows are on disk.
+        ``resumed`` (set by :func:`resume`) appends to the existing logs.
+        """
         cfg = self.cfg
         log = RunLog(run_dir) if run_dir is not None else None
-        if log is not None:
-            log.write_config(cfg.to_dict())
-        episodes: list[Episode] = []
-        recent: deque[float] = deque(maxlen=20)
-        start = time.perf_counter()
+        tb = None
+        saved_at = -1
+        episodes = self.episodes
+        recent: deque[float] = deque((e.ret for e in episodes[-20:]), maxlen=20)
+        start = time.perf_counter() - self.elapsed_s
         bar = _ProgressBar(cfg.total_steps, enabled=progress)
         try:
+            if log is not None:
+                log.write_config(cfg.to_dict())
+                if cfg.tensorboard:
+                    tb = TensorBoardLog(log.run_dir / TENSORBOARD_DIR,
+                                        purge_step=self.global_step + 1 if resumed else None)
             with bar:
                 while self.global_step < cfg.total_steps:
                     row, new_eps = self.train_iteration()
-                    row["time/elapsed_s"] = time.perf_counter() - start
+                    self.elapsed_s = time.perf_counter() - start
+                    row["time/elapsed_s"] = self.elapsed_s
                     episodes.extend(new_eps)
                     recent.extend(e.ret for e in new_eps)
+                    eval_row = None
+                    if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                        eval_row = {"iteration": self.iteration, "global_step": self.global_step,
+                                    **self.evaluate().row()}
+                        row.update(eval_row)
                     if log is not None:
                         log.episodes.write_many(
                             {"global_step": e.global_step, "return": e.ret, "length": e.length,
                              "terminated": e.terminated} for e in new_eps)
                         log.iterations.write(row)
+                        if eval_row is not None:
+                            log.eval.write(eval_row)
+                    if tb is not None:
+                        for e in new_eps:
+                            tb.write({"rollout/episode_return": e.ret, "rollout/episode_length": e.length},
+                                     e.global_step)
+                        tb.write(row, self.global_step)
+                        tb.flush()
+                    if log is not None and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
+                        save_checkpoint(log.run_dir, self.state_dict())
+                        saved_at = self.iteration
                     if on_iteration is not None:
                         on_iteration(row)
                     bar.update(self.global_step, float(np.mean(recent)) if recent else math.nan)
+            if log is not None and saved_at != self.iteration:
+                save_checkpoint(log.run_dir, self.state_dict())
         finally:
             self.close()
             if log is not None:
                 log.close()
-        wall = time.perf_counter() - start
+            if tb is not None:
+                tb.close()
+        wall = self.elapsed_s
         result = TrainResult(cfg, Path(run_dir) if run_dir is not None else None, self.global_step,
-                             self.iteration, wall, episodes)
+                             self.iteration, wall, list(episodes))
         if log is not None:
             log.write_summary({
                 "env_id": cfg.env_id, "algo": cfg.algo.value, "seed": cfg.seed,
@@ -213,6 +355,41 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
             trainer.close()
             raise
     return trainer.run(run_dir, progress=progress)
+
+
+def resume(run_dir: str | Path, total_steps: int | None = None, progress: bool = False) -> TrainResult:
+    """Continue the run in ``run_dir`` from its latest checkpoint until its budget is spent.
+
+    The run's CSVs are first cut back to the rows logged up to the checkpoint
+    (a run killed after it wrote rows but before its next checkpoint logged
+    rows that the resumed run will log again), then appended to.
+
+    Args:
+        run_dir: a folder written by :func:`train` (or ``natpg train``).
+        total_steps: a new training budget (e.g. to extend a finished run); default: the run's own.
+        progress: show a live progress bar.
+
+    Raises:
+        ConfigError: ``run_dir`` has no readable checkpoint, or ``total_steps`` is invalid.
+    """
+    run_dir = Path(run_dir)
+    state = load_checkpoint(run_dir)
+    cfg = TrainConfig.from_dict(state["config"])
+    if total_steps is not None:
+        cfg = cfg.override(total_steps=total_steps)
+    trainer = Trainer(cfg)
+    try:
+        trainer.load_state_dict(state)
+        remove_stale_temp_files(run_dir)
+        truncate_csv(run_dir / ITERATIONS_FILE, "iteration", trainer.iteration)
+        truncate_csv(run_dir / EVAL_FILE, "iteration", trainer.iteration)
+        truncate_csv(run_dir / EPISODES_FILE, "global_step", trainer.global_step)
+        trainer.episodes = [Episode(int(r["global_step"]), float(r["return"]), int(r["length"]),
+                                    bool(int(r["terminated"]))) for r in read_csv_rows(run_dir / EPISODES_FILE)]
+    except BaseException:
+        trainer.close()
+        raise
+    return trainer.run(run_dir, progress=progress, resumed=True)
 
 
 class _ProgressBar:

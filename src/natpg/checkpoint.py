@@ -1,0 +1,114 @@
+"""Checkpoint files: atomic writes, loading, and cutting logs back to a checkpoint.
+
+A checkpoint is one ``torch.save`` file, ``RUN_DIR/checkpoints/latest.pt``,
+written to a temporary file in the same folder, flushed to disk, then renamed
+over the old one (``os.replace`` is atomic on POSIX), so a run killed at any
+instant leaves either the previous checkpoint or the new one, never half of one.
+
+On resume, every CSV of the run folder is cut back to the rows logged up to the
+checkpoint (:func:`truncate_csv`), so the resumed run appends without duplicate
+or missing rows.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from natpg.config import ConfigError
+from natpg.runlog import write_atomic
+
+CHECKPOINT_DIR = "checkpoints"
+CHECKPOINT_FILE = "latest.pt"
+FORMAT_VERSION = 1
+
+
+def checkpoint_path(run_dir: str | Path) -> Path:
+    """Where the latest checkpoint of ``run_dir`` lives."""
+    return Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_FILE
+
+
+def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` atomically as the run's latest checkpoint and return its path."""
+    path = checkpoint_path(run_dir)
+    write_atomic(path, lambda fh: torch.save({"format": FORMAT_VERSION, **state}, fh))
+    return path
+
+
+def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
+    """Read the latest checkpoint of ``run_dir``.
+
+    Raises:
+        ConfigError: the folder or its checkpoint does not exist, or the file is not a natpg checkpoint.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {str(run_dir)!r} does not exist")
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        raise ConfigError(f"run folder {str(run_dir)!r} has no checkpoint ({CHECKPOINT_DIR}/{CHECKPOINT_FILE}); "
+                          f"it was not written by `natpg train`, or the run died before its first checkpoint")
+    try:
+        # Our own file: it holds numpy RNG states and pickled envs, so it is not weights-only.
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing to the user
+        raise ConfigError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
+        raise ConfigError(f"{str(path)!r} is not a natpg checkpoint of format {FORMAT_VERSION}")
+    return state
+
+
+def remove_stale_temp_files(run_dir: str | Path) -> None:
+    """Delete temporary checkpoint files left by a process killed while saving.
+
+    Only for a run that is not running: a live run's temporary file is about to be renamed.
+    """
+    for stale in checkpoint_path(run_dir).parent.glob(f".{CHECKPOINT_FILE}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def truncate_csv(path: str | Path, key: str, max_value: float) -> int:
+    """Keep the header and the complete rows of a CSV whose ``key`` is ``<= max_value``; return how many.
+
+    A row is complete when it ends with a newline and has as many fields as the
+    header: a line cut short by a killed process is dropped whatever its
+    content. The file is rewritten atomically. A missing file is left missing.
+    """
+    path = Path(path)
+    if not path.exists():
+        return 0
+    with open(path, newline="") as fh:
+        text = fh.read()
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return 0
+    header = next(csv.reader([lines[0]]))
+    col = header.index(key)
+    kept = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
+    for line in lines[1:]:
+        if not line.endswith("\n"):
+            continue
+        fields = next(csv.reader([line]), [])
+        if len(fields) != len(header):
+            continue
+        try:
+            value = float(fields[col])
+        except ValueError:
+            continue
+        if value <= max_value:
+            kept.append(line)
+    data = "".join(kept).encode()
+    write_atomic(path, lambda fh: fh.write(data))
+    return len(kept) - 1
+
+
+def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
+    """All rows of a CSV as dicts (an empty list when the file is missing)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))

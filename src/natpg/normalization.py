@@ -1,0 +1,91 @@
+"""Observation normalisation by a running mean and standard deviation.
+
+The statistics are Gymnasium's :class:`~gymnasium.wrappers.utils.RunningMeanStd`
+(the parallel-variance merge, in float64). Gymnasium's own vector
+``NormalizeObservation`` only accepts the NEXT_STEP autoreset mode, while natpg
+steps its envs in SAME_STEP mode, where the real last observation of an episode
+comes in ``info["final_obs"]``; :class:`ObsNormalizeWrapper` therefore
+normalises that final observation too, with the same statistics, so the critic
+bootstraps a truncated episode from a consistently scaled state.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from gymnasium.vector import VectorEnv, VectorWrapper
+from gymnasium.wrappers.utils import RunningMeanStd
+
+
+class ObsNormalizer:
+    r"""``z = (s − μ) / √(σ² + ε)`` with ``μ, σ²`` the running mean and variance of every observation seen.
+
+    Args:
+        shape: shape of one observation.
+        epsilon: ``ε`` under the square root (> 0).
+
+    Example:
+        >>> norm = ObsNormalizer((1,))
+        >>> norm.update(np.array([[1.0], [3.0]]))
+        >>> round(float(norm.normalize(np.array([2.0]))[0]), 3)   # the mean maps to (almost) 0
+        0.0
+    """
+
+    def __init__(self, shape: tuple[int, ...], epsilon: float = 1e-8) -> None:
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        self.rms = RunningMeanStd(shape=shape, dtype=np.float64)
+        self.epsilon = float(epsilon)
+        self.frozen = False
+
+    def update(self, batch: np.ndarray) -> None:
+        """Merge a batch ``(n, *shape)`` into the statistics (unless frozen)."""
+        if not self.frozen:
+            self.rms.update(np.asarray(batch, dtype=np.float64))
+
+    def normalize(self, obs: np.ndarray) -> np.ndarray:
+        """Scale ``obs`` (any leading batch shape) with the current statistics, as float32."""
+        return ((np.asarray(obs, dtype=np.float64) - self.rms.mean)
+                / np.sqrt(self.rms.var + self.epsilon)).astype(np.float32)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.rms.mean.copy(), "var": self.rms.var.copy(), "count": float(self.rms.count),
+                "epsilon": self.epsilon}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rms.mean = np.array(state["mean"], dtype=np.float64)
+        self.rms.var = np.array(state["var"], dtype=np.float64)
+        self.rms.count = float(state["count"])
+        self.epsilon = float(state["epsilon"])
+
+
+class ObsNormalizeWrapper(VectorWrapper):
+    """A SAME_STEP vector env whose observations (and ``info["final_obs"]``) are normalised.
+
+    The statistics are updated with every batch of observations returned by
+    ``reset`` and ``step`` (before scaling them), unless ``normalizer.frozen``.
+    """
+
+    def __init__(self, env: VectorEnv, normalizer: ObsNormalizer | None = None) -> None:
+        super().__init__(env)
+        shape = env.single_observation_space.shape
+        self.normalizer = normalizer if normalizer is not None else ObsNormalizer(shape)
+
+    def _scale(self, obs: np.ndarray) -> np.ndarray:
+        self.normalizer.update(obs)
+        return self.normalizer.normalize(obs)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        return self._scale(obs), info
+
+    def step(self, actions):
+        obs, rewards, terminated, truncated, info = self.env.step(actions)
+        if "final_obs" in info:
+            done = np.logical_or(terminated, truncated)
+            final = np.array(info["final_obs"], dtype=object, copy=True)
+            for i in np.flatnonzero(done):
+                final[i] = self.normalizer.normalize(final[i])
+            info = {**info, "final_obs": final}
+        return self._scale(obs), rewards, terminated, truncated, info
