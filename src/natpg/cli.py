@@ -52,7 +52,13 @@ def train(
     except ConfigError as exc:
         trainer.close()
         raise _fail(str(exc)) from None
-    result = trainer.run(run_dir, progress=not quiet and sys.stderr.isatty())
+    from natpg.guards import TrainingDiverged
+
+    try:
+        result = trainer.run(run_dir, progress=not quiet and sys.stderr.isatty())
+    except TrainingDiverged as exc:
+        typer.echo(f"natpg: error: {exc}; the logs written so far are in {run_dir}", err=True)
+        raise typer.Exit(code=1) from None
     typer.echo(
         f"{cfg.algo.value} on {cfg.env_id} seed {cfg.seed}: {result.global_step} steps in {result.wall_time_s:.1f} s "
         f"({result.steps_per_second:.0f} steps/s), {len(result.episodes)} episodes, "

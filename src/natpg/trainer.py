@@ -22,10 +22,11 @@ from torch.distributions import kl_divergence
 from natpg.advantages import compute_gae
 from natpg.config import ConfigError, TrainConfig
 from natpg.envs import make_vector_env, probe_spaces
+from natpg.guards import SkipCounter, TrainingDiverged, all_finite, restore, rollout_fault, snapshot
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
 from natpg.runlog import RunLog
-from natpg.updates import ActorBatch, make_update
+from natpg.updates import ActorBatch, UpdateInfo, make_update
 
 
 @dataclass
@@ -88,6 +89,21 @@ class Trainer:
         self.envs = make_vector_env(cfg)
         self.collector = RolloutCollector(self.envs, cfg.seed)
         self.iteration = 0
+        self.skips = SkipCounter(cfg.max_consecutive_skips)
+
+    def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
+        """``cfg.critic_epochs`` full-batch Adam steps on ``mean (R − V)²``; a step whose loss or
+        gradient is not finite is skipped. Returns the last loss."""
+        loss_value = math.nan
+        for _ in range(self.cfg.critic_epochs):
+            loss = (returns - self.critic(obs)).pow(2).mean()
+            self.critic_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            loss_value = float(loss.detach())
+            grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
+            if math.isfinite(loss_value) and all_finite(*grads):
+                self.critic_opt.step()
+        return loss_value
 
     def close(self) -> None:
         """Close the environments (also done at the end of :meth:`run`)."""
@@ -108,30 +124,42 @@ class Trainer:
         obs = torch.from_numpy(ro.obs.reshape(n, -1))
         next_obs = torch.from_numpy(ro.next_obs.reshape(n, -1))
         actions = torch.from_numpy(ro.actions.reshape((n,) + ro.actions.shape[2:]))
-        with torch.no_grad():
-            values = self.critic(obs).double().numpy().reshape(ro.rewards.shape)
-            next_values = self.critic(next_obs).double().numpy().reshape(ro.rewards.shape)
-        adv, ret = compute_gae(ro.rewards, values, next_values, ro.terminated, ro.truncated,
-                               cfg.gamma, cfg.gae_lambda)
-        advantages = torch.as_tensor(adv.reshape(n), dtype=torch.float32)
-        returns = torch.as_tensor(ret.reshape(n), dtype=torch.float32)
-        if cfg.normalize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        fault = rollout_fault(ro.rewards, ro.obs, ro.next_obs)
+        adv = np.full(ro.rewards.shape, np.nan)
+        if not fault:
+            with torch.no_grad():
+                values = self.critic(obs).double().numpy().reshape(ro.rewards.shape)
+                next_values = self.critic(next_obs).double().numpy().reshape(ro.rewards.shape)
+            adv, ret = compute_gae(ro.rewards, values, next_values, ro.terminated, ro.truncated,
+                                   cfg.gamma, cfg.gae_lambda)
+            advantages = torch.as_tensor(adv.reshape(n), dtype=torch.float32)
+            returns = torch.as_tensor(ret.reshape(n), dtype=torch.float32)
+            if not all_finite(advantages, returns):
+                fault = "non-finite advantage"
+            elif cfg.normalize_advantages:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
         with torch.no_grad():
-            old_dist = self.actor.distribution(obs)
+            old_dist = self.actor.distribution(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
             mean_logprob = float(old_dist.log_prob(actions).mean())
-        info = self.update.step(ActorBatch(obs, actions, advantages))
-        with torch.no_grad():
-            kl = float(kl_divergence(old_dist, self.actor.distribution(obs)).mean())
-
-        critic_loss = 0.0
-        for _ in range(cfg.critic_epochs):
-            loss = (returns - self.critic(obs)).pow(2).mean()
-            self.critic_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.critic_opt.step()
-            critic_loss = float(loss.detach())
+        kl = math.nan
+        critic_loss = math.nan
+        if fault:
+            info = UpdateInfo(actor_loss=math.nan, update_norm=0.0, skipped=1, skip_reason=fault)
+        else:
+            before = snapshot(self.actor)
+            info = self.update.step(ActorBatch(obs, actions, advantages))
+            with torch.no_grad():
+                new_dist = self.actor.distribution(obs)
+                new_logp = new_dist.log_prob(actions)
+                if not all_finite(new_logp) or not all_finite(*self.actor.parameters()):
+                    restore(self.actor, before)
+                    info = UpdateInfo(info.actor_loss, 0.0, 1,
+                                      "update made the policy non-finite; parameters restored")
+                    new_dist = self.actor.distribution(obs)
+                kl = float(kl_divergence(old_dist, new_dist).mean())
+            critic_loss = self.update_critic(obs, returns)
+        self.skips.record(info.skipped > 0, info.skip_reason)
         t2 = time.perf_counter()
 
         self.iteration += 1
@@ -178,6 +206,8 @@ class Trainer:
                     if on_iteration is not None:
                         on_iteration(row)
                     bar.update(self.global_step, float(np.mean(recent)) if recent else math.nan)
+                    if self.skips.exhausted:
+                        raise self.skips.error()
         finally:
             self.close()
             if log is not None:
@@ -191,6 +221,7 @@ class Trainer:
                 "global_step": result.global_step, "iterations": result.iterations,
                 "episodes": len(episodes), "final_return_last10": result.final_return,
                 "wall_time_s": wall, "steps_per_second": result.steps_per_second,
+                "skipped_updates": self.skips.total,
             })
         return result
 
