@@ -13,7 +13,7 @@ def test_mujoco_env_writes_no_log_file_and_no_bundled_model_warning(tmp_path, mo
     monkeypatch.chdir(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        envs = make_vector_env(TrainConfig(env_id="Hopper-v5", n_envs=1))
+        envs = make_vector_env(TrainConfig(env_id="HalfCheetah-v5", n_envs=1))
         envs.reset(seed=0)
         envs.close()
     assert not os.path.exists(tmp_path / "MUJOCO_LOG.TXT")
