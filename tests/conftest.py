@@ -88,3 +88,35 @@ for _id, _kwargs in [("natpg-test/Count-v0", {}), ("natpg-test/CountTerm-v0", {"
         gym.register(_id, entry_point=CountEnv, kwargs=_kwargs, max_episode_steps=7)
 if "natpg-test/MultiDiscrete-v0" not in gym.registry:
     gym.register("natpg-test/MultiDiscrete-v0", entry_point=MultiDiscreteEnv, max_episode_steps=7)
+
+
+class FaultyCartPole(gym.Wrapper):
+    """CartPole that injects a bad value at given step counts of its lifetime (counted over episodes)."""
+
+    def __init__(self, reward_at=(), obs_at=(), reward_value=float("nan"), obs_value=float("inf")):
+        super().__init__(gym.make("CartPole-v1", max_episode_steps=1000))
+        self.reward_at, self.obs_at = set(reward_at), set(obs_at)
+        self.reward_value, self.obs_value = reward_value, obs_value
+        self.t = 0
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        self.t += 1
+        if self.t in self.reward_at:
+            r = self.reward_value
+        if self.t in self.obs_at:
+            obs = np.full_like(obs, self.obs_value)
+        return obs, r, term, trunc, info
+
+
+_FAULTY = {
+    "natpg-test/NaNReward-v0": {"reward_at": (1500,)},
+    "natpg-test/InfReward-v0": {"reward_at": (1500,), "reward_value": float("inf")},
+    "natpg-test/HugeReward-v0": {"reward_at": range(1000, 1100), "reward_value": 1e30},
+    "natpg-test/InfObs-v0": {"obs_at": (2500,)},
+    "natpg-test/NaNObs-v0": {"obs_at": (2500,), "obs_value": float("nan")},
+    "natpg-test/AlwaysNaN-v0": {"reward_at": range(1, 100_000)},
+}
+for _id, _kwargs in _FAULTY.items():
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=FaultyCartPole, kwargs=_kwargs)

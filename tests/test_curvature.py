@@ -241,3 +241,9 @@ def test_kl_hessian_equals_analytic_fisher_of_softmax_policy():
     res = conjugate_gradient(damped, b, max_iter=200, tol=1e-11)
     assert res.converged
     assert rel_err(res.x, dense_solve(F + 0.1 * torch.eye(acts * obs, dtype=D64), b)) < 1e-8
+
+
+def test_woodbury_non_finite_input_gives_nan_not_an_exception():
+    U = torch.ones(5, 2, dtype=D64)
+    U[3, 1] = float("inf")
+    assert torch.isnan(woodbury_solve(torch.ones(5, dtype=D64), U, 1.0)).all()

@@ -87,10 +87,15 @@ def train(
     except ConfigError as exc:
         trainer.close()
         raise _fail(str(exc)) from None
+    from natpg.guards import TrainingDiverged
+
     try:
         result = trainer.run(run_dir, progress=not quiet and sys.stderr.isatty())
     except ConfigError as exc:  # e.g. --tensorboard without the tensorboard package
         raise _fail(str(exc)) from None
+    except TrainingDiverged as exc:
+        typer.echo(f"natpg: error: {exc}; the logs written so far are in {run_dir}", err=True)
+        raise typer.Exit(code=1) from None
     _report(result, run_dir)
 
 

@@ -121,6 +121,8 @@ class TrainConfig:
     """Episodes per periodic evaluation."""
     tensorboard: bool = False
     """Also write TensorBoard event files (``RUN_DIR/tensorboard``); needs the ``natpg[tensorboard]`` extra."""
+    max_consecutive_skips: int = 10
+    """K: stop the run with an error after this many consecutive skipped updates (non-finite values)."""
 
     def __post_init__(self) -> None:
         _coerce_enums(self)
@@ -309,7 +311,7 @@ def _validate(cfg: TrainConfig) -> None:
     for name in ("actor_lr", "critic_lr", "damping", "cg_damping"):
         _positive(cfg, name)
     for name in ("total_steps", "n_steps", "n_envs", "critic_epochs", "rank", "cg_iters", "cg_backtrack_iters",
-                 "torch_threads"):
+                 "torch_threads", "max_consecutive_skips"):
         _require(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
     _require(cfg.seed >= 0, f"seed={cfg.seed!r} must be an integer >= 0")
     for name in ("checkpoint_every", "eval_every"):

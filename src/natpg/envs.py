@@ -10,6 +10,7 @@ crosses an episode boundary.
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass
 from functools import partial
 
@@ -37,8 +38,38 @@ def check_env_id(env_id: str) -> None:
     raise ConfigError(f"unknown env id {env_id!r}{hint} (see gymnasium.pprint_registry())")
 
 
+class MuJoCoWarning(UserWarning):
+    """A warning raised by the MuJoCo engine."""
+
+
+#: MuJoCo warnings that come from Gymnasium's bundled model files, not from anything a user did.
+_IGNORED_MUJOCO_WARNINGS = ("compiler attribute 'settotalmass' is deprecated",)
+_mujoco_handler_installed = False
+
+
+def route_mujoco_warnings() -> None:
+    """Send MuJoCo's warnings through Python's :mod:`warnings` instead of stderr and a
+    ``MUJOCO_LOG.TXT`` file in the working directory; drop the known deprecation notices of
+    Gymnasium's bundled models. Safe to call many times; a no-op without MuJoCo."""
+    global _mujoco_handler_installed
+    if _mujoco_handler_installed:
+        return
+    try:
+        import mujoco
+    except ImportError:  # pragma: no cover - mujoco is a core dependency
+        return
+
+    def handler(message: str) -> None:
+        if not any(m in message for m in _IGNORED_MUJOCO_WARNINGS):
+            warnings.warn(message, MuJoCoWarning, stacklevel=2)
+
+    mujoco.set_mju_user_warning(handler)
+    _mujoco_handler_installed = True
+
+
 def make_env(env_id: str, max_episode_steps: int | None, **kwargs) -> gym.Env:
     """One environment copy with the episode cap applied (overriding the registered limit)."""
+    route_mujoco_warnings()
     if max_episode_steps is None:
         return gym.make(env_id, **kwargs)
     return gym.make(env_id, max_episode_steps=max_episode_steps, **kwargs)
@@ -47,6 +78,7 @@ def make_env(env_id: str, max_episode_steps: int | None, **kwargs) -> gym.Env:
 def probe_spaces(env_id: str) -> EnvSpaces:
     """Build one copy, read its spaces, close it. Checks that natpg can act in them."""
     check_env_id(env_id)
+    route_mujoco_warnings()
     try:
         env = gym.make(env_id)
     except gym.error.DependencyNotInstalled as exc:

@@ -89,7 +89,10 @@ class RolloutCollector:
         obs = self.obs
         for t in range(n):
             obs_buf[t] = obs
-            action = actor.act(torch.from_numpy(obs)).numpy()
+            # A non-finite observation must not crash the rollout: act on zeros in its place (the
+            # trainer then skips this iteration's update, see natpg.guards).
+            act_obs = obs if np.isfinite(obs).all() else np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
+            action = actor.act(torch.from_numpy(act_obs)).numpy()
             act_buf[t] = action
             env_action = action if self.discrete else np.clip(action, self.low, self.high)
             next_obs, reward, term, trunc, info = self.envs.step(env_action)

@@ -44,12 +44,13 @@ from natpg.checkpoint import (load_checkpoint, read_csv_rows, remove_stale_temp_
 from natpg.config import ConfigError, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
+from natpg.guards import SkipCounter, TrainingDiverged, all_finite, restore, rollout_fault, snapshot
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
 from natpg.runlog import (EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog, TensorBoardLog,
                           check_tensorboard)
-from natpg.updates import ActorBatch, make_update
+from natpg.updates import ActorBatch, UpdateInfo, make_update
 
 RESUME_SEED_STRIDE = 10_007
 """Environments that cannot be restored are reset on resume with ``seed + RESUME_SEED_STRIDE · iteration``."""
@@ -121,12 +122,27 @@ class Trainer:
             self.normalizer = self.envs.normalizer
         self.collector = RolloutCollector(self.envs, cfg.seed)
         self.iteration = 0
+        self.skips = SkipCounter(cfg.max_consecutive_skips)
         self.elapsed_s = 0.0
         """Wall time of the iterations run so far, earlier sessions of a resumed run included."""
         self.episodes: list[Episode] = []
         """Every finished episode of the run (read back from ``episodes.csv`` on resume)."""
         self.env_state_restored: bool | None = None
         """After :meth:`load_state_dict`: whether the environments were restored bit-identically."""
+
+    def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
+        """``cfg.critic_epochs`` full-batch Adam steps on ``mean (R − V)²``; a step whose loss or
+        gradient is not finite is skipped. Returns the last loss."""
+        loss_value = math.nan
+        for _ in range(self.cfg.critic_epochs):
+            loss = (returns - self.critic(obs)).pow(2).mean()
+            self.critic_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            loss_value = float(loss.detach())
+            grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
+            if math.isfinite(loss_value) and all_finite(*grads):
+                self.critic_opt.step()
+        return loss_value
 
     def close(self) -> None:
         """Close the environments (also done at the end of :meth:`run`)."""
@@ -154,6 +170,8 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "collector": {"obs": c.obs.copy(), "ep_return": c.ep_return.copy(), "ep_length": c.ep_length.copy()},
             "envs": self._pickled_envs(),
+            "skips": {"consecutive": self.skips.consecutive, "total": self.skips.total,
+                      "last_reason": self.skips.last_reason},
         }
 
     def _pickled_envs(self) -> bytes | None:
@@ -177,6 +195,7 @@ class Trainer:
         c = self.collector
         self.iteration = int(state["iteration"])
         self.elapsed_s = float(state["elapsed_s"])
+        self.skips = SkipCounter(self.cfg.max_consecutive_skips, **state.get("skips", {}))
         if state["envs"] is not None:
             self.envs.close()
             self.envs = pickle.loads(state["envs"])
@@ -213,30 +232,42 @@ class Trainer:
         obs = torch.from_numpy(ro.obs.reshape(n, -1))
         next_obs = torch.from_numpy(ro.next_obs.reshape(n, -1))
         actions = torch.from_numpy(ro.actions.reshape((n,) + ro.actions.shape[2:]))
-        with torch.no_grad():
-            values = self.critic(obs).double().numpy().reshape(ro.rewards.shape)
-            next_values = self.critic(next_obs).double().numpy().reshape(ro.rewards.shape)
-        adv, ret = compute_gae(ro.rewards, values, next_values, ro.terminated, ro.truncated,
-                               cfg.gamma, cfg.gae_lambda)
-        advantages = torch.as_tensor(adv.reshape(n), dtype=torch.float32)
-        returns = torch.as_tensor(ret.reshape(n), dtype=torch.float32)
-        if cfg.normalize_advantages:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+        fault = rollout_fault(ro.rewards, ro.obs, ro.next_obs)
+        adv = np.full(ro.rewards.shape, np.nan)
+        if not fault:
+            with torch.no_grad():
+                values = self.critic(obs).double().numpy().reshape(ro.rewards.shape)
+                next_values = self.critic(next_obs).double().numpy().reshape(ro.rewards.shape)
+            adv, ret = compute_gae(ro.rewards, values, next_values, ro.terminated, ro.truncated,
+                                   cfg.gamma, cfg.gae_lambda)
+            advantages = torch.as_tensor(adv.reshape(n), dtype=torch.float32)
+            returns = torch.as_tensor(ret.reshape(n), dtype=torch.float32)
+            if not all_finite(advantages, returns):
+                fault = "non-finite advantage"
+            elif cfg.normalize_advantages:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
         with torch.no_grad():
-            old_dist = self.actor.distribution(obs)
+            old_dist = self.actor.distribution(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
             mean_logprob = float(old_dist.log_prob(actions).mean())
-        info = self.update.step(ActorBatch(obs, actions, advantages))
-        with torch.no_grad():
-            kl = float(kl_divergence(old_dist, self.actor.distribution(obs)).mean())
-
-        critic_loss = 0.0
-        for _ in range(cfg.critic_epochs):
-            loss = (returns - self.critic(obs)).pow(2).mean()
-            self.critic_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            self.critic_opt.step()
-            critic_loss = float(loss.detach())
+        kl = math.nan
+        critic_loss = math.nan
+        if fault:
+            info = UpdateInfo(actor_loss=math.nan, update_norm=0.0, skipped=1, skip_reason=fault)
+        else:
+            before = snapshot(self.actor)
+            info = self.update.step(ActorBatch(obs, actions, advantages))
+            with torch.no_grad():
+                new_dist = self.actor.distribution(obs)
+                new_logp = new_dist.log_prob(actions)
+                if not all_finite(new_logp) or not all_finite(*self.actor.parameters()):
+                    restore(self.actor, before)
+                    info = UpdateInfo(info.actor_loss, 0.0, 1,
+                                      "update made the policy non-finite; parameters restored")
+                    new_dist = self.actor.distribution(obs)
+                kl = float(kl_divergence(old_dist, new_dist).mean())
+            critic_loss = self.update_critic(obs, returns)
+        self.skips.record(info.skipped > 0, info.skip_reason)
         t2 = time.perf_counter()
 
         self.iteration += 1
@@ -316,6 +347,10 @@ class Trainer:
                     if on_iteration is not None:
                         on_iteration(row)
                     bar.update(self.global_step, float(np.mean(recent)) if recent else math.nan)
+                    if self.skips.exhausted:
+                        if log is not None:
+                            save_checkpoint(log.run_dir, self.state_dict())  # final checkpoint, then stop
+                        raise self.skips.error()
             if log is not None and saved_at != self.iteration:
                 save_checkpoint(log.run_dir, self.state_dict())
         finally:
@@ -333,6 +368,7 @@ class Trainer:
                 "global_step": result.global_step, "iterations": result.iterations,
                 "episodes": len(episodes), "final_return_last10": result.final_return,
                 "wall_time_s": wall, "steps_per_second": result.steps_per_second,
+                "skipped_updates": self.skips.total,
             })
         return result
 

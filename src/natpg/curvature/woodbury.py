@@ -24,6 +24,9 @@ def woodbury_solve(g: Tensor, U: Tensor, damping: float) -> Tensor:
         U: factor, shape ``(d, k)``.
         damping: ``λ > 0``.
 
+    Returns:
+        The solution, shape ``(d,)``; all NaN if ``U`` or ``g`` holds a non-finite value.
+
     Example:
         >>> U = torch.tensor([[1.0], [0.0]]); g = torch.tensor([1.0, 2.0])
         >>> woodbury_solve(g, U, damping=1.0)
@@ -39,6 +42,9 @@ def woodbury_solve(g: Tensor, U: Tensor, damping: float) -> Tensor:
     gram = Ud.T @ Ud
     gram.diagonal().add_(lam)
     rhs = (Ud.T @ g.to(torch.float64)).unsqueeze(1)
+    if not bool(torch.isfinite(gram).all()):
+        # Non-finite inputs: return a non-finite result (callers check) instead of failing in LAPACK.
+        return torch.full_like(g, float("nan"))
     chol, info = torch.linalg.cholesky_ex(gram)
     if int(info) == 0:
         y = torch.cholesky_solve(rhs, chol).squeeze(1)
