@@ -15,6 +15,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 
@@ -73,6 +74,9 @@ class Actor(nn.Module):
             raise UnsupportedSpaceError(
                 f"action space {action_space} is not supported; allowed: Discrete(n) or a 1-D Box"
             )
+        self._np_key: tuple[int, ...] | None = None
+        self._fast_params_cache: list[Tensor] | None = None
+        self._noise_bufs: dict[tuple, tuple[Tensor, np.ndarray]] = {}
 
     def forward(self, obs: Tensor) -> Distribution:
         """The action distribution at ``obs`` (batch-first)."""
@@ -88,13 +92,118 @@ class Actor(nn.Module):
         """Per-sample ``log π_θ(a_i|s_i)``, shape ``(B,)``."""
         return self.distribution(obs).log_prob(actions)
 
+    def linear_layers(self) -> list[nn.Linear] | None:
+        """The body's ``nn.Linear`` layers in order if the body is a plain Linear/Tanh stack, else ``None``.
+
+        Fast paths (acting, batched scores) walk these layers with functional calls
+        instead of module calls; any other body falls back to the generic path.
+        """
+        layers = list(self.body)
+        linears = layers[0::2]
+        if not all(isinstance(m, nn.Linear) for m in linears) or not all(
+                isinstance(m, nn.Tanh) for m in layers[1::2]) or not isinstance(layers[-1], nn.Linear):
+            return None
+        return linears
+
+    def body_forward(self, obs: Tensor, layers: Sequence[nn.Linear]) -> Tensor:
+        """``self.body(obs)`` by functional calls (no module-call overhead); same ops, same result."""
+        x = obs
+        last = len(layers) - 1
+        for i, lin in enumerate(layers):
+            x = F.linear(x, lin.weight, lin.bias)
+            if i < last:
+                x = torch.tanh(x)
+        return x
+
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        """Sample (or take the mode of) an action for each row of ``obs``."""
+        """Sample (or take the mode of) an action for each row of ``obs``.
+
+        Sampling takes the fast path of :meth:`act_numpy` when it applies; it draws
+        from the same distribution on torch's random stream.
+        """
+        if not deterministic and self._numpy_layers(obs.dtype) is not None:
+            return torch.from_numpy(self.act_numpy(obs.numpy()))
         dist = self.distribution(obs)
         if deterministic:
             return dist.probs.argmax(-1) if self.discrete else dist.mean
         return dist.sample()
+
+    def act_numpy(self, obs: np.ndarray) -> np.ndarray:
+        r"""Sample ``a ~ π_θ(·|s)`` for each row of ``obs`` (a float array), returning a NumPy array.
+
+        The per-step path of the rollout. One environment step needs one tiny
+        forward pass, where torch's per-operation dispatch and the construction of
+        Distribution objects cost several times the arithmetic. For a float32
+        Linear/Tanh body this runs the MLP in NumPy on views of the parameters
+        (no copy: in-place updates of θ are seen at once) and takes only the
+        random draw from torch, so ``torch.manual_seed`` still governs it:
+
+        * Gaussian: ``a = μ(s) + σ ⊙ ε`` with ``ε = torch.randn`` (what
+          ``Normal(μ, σ).sample()`` computes).
+        * Categorical: inverse-CDF draw ``a = #{k : cdf_k < u}`` from ``softmax(logits)``
+          with ``u = torch.rand`` (the same distribution as ``Categorical.sample``).
+
+        Any other actor takes the generic path through :meth:`distribution`.
+        """
+        layers = self._numpy_layers(torch.from_numpy(obs[:0]).dtype)
+        if layers is None:
+            with torch.no_grad():
+                return self.distribution(torch.from_numpy(obs)).sample().numpy()
+        x = obs
+        last = len(layers) - 1
+        for i, (w, b) in enumerate(layers):
+            x = x @ w.T + b
+            if i < last:
+                np.tanh(x, out=x)
+        if self.discrete:
+            # Inverse-CDF draw from softmax(logits): the first k with cdf_k > u · Σ exp(z), u ~ U[0, 1).
+            cdf = np.cumsum(np.exp(x - x.max(-1, keepdims=True)), -1)
+            u = self._draw(x.shape[:-1] + (1,), normal=False)
+            return (cdf < u * cdf[..., -1:]).sum(-1).astype(np.int64)
+        eps = self._draw(x.shape, normal=True)
+        return x + np.exp(self._log_std_np) * eps
+
+    def _draw(self, shape: tuple[int, ...], normal: bool) -> np.ndarray:
+        """Standard normal (or U[0, 1)) float32 draws from torch's generator, into a reused buffer."""
+        key = (shape, normal)
+        pair = self._noise_bufs.get(key)
+        if pair is None:
+            buf = torch.empty(shape, dtype=torch.float32)
+            pair = self._noise_bufs[key] = (buf, buf.numpy())
+        if normal:
+            pair[0].normal_()
+        else:
+            pair[0].uniform_()
+        return pair[1]
+
+    def _numpy_layers(self, dtype: torch.dtype) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """NumPy views ``(W, b)`` of the body's layers, cached; ``None`` when the fast path does not apply."""
+        params = self._fast_params
+        if params is None or dtype != torch.float32:
+            return None
+        key = tuple(p.data_ptr() for p in params)
+        if key != self._np_key:  # parameters were replaced (``to()``, ``load_state_dict(assign=True)``, …)
+            if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in params):
+                return None
+            views = [p.detach().numpy() for p in params]
+            n_lin = len(views) // 2 if self.discrete else (len(views) - 1) // 2
+            self._np_layers = [(views[2 * i], views[2 * i + 1]) for i in range(n_lin)]
+            self._log_std_np = None if self.discrete else views[-1]
+            self._np_key = key
+        return self._np_layers
+
+    @property
+    def _fast_params(self) -> list[Tensor] | None:
+        """``[W₁, b₁, …, W_L, b_L(, log σ)]`` of a Linear/Tanh body with biases (found once), else ``None``."""
+        if self._fast_params_cache is None:
+            layers = self.linear_layers()
+            if layers is None or any(lin.bias is None for lin in layers):
+                self._fast_params_cache = []
+            else:
+                params = [t for lin in layers for t in (lin.weight, lin.bias)]
+                self._fast_params_cache = params if self.discrete else params + [self.log_std]
+        return self._fast_params_cache or None
 
 
 class Critic(nn.Module):

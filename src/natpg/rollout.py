@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
-import torch
-
 from natpg.policies import Actor
 
 
@@ -87,12 +85,14 @@ class RolloutCollector:
         episodes: list[Episode] = []
 
         obs = self.obs
+        act = actor.act_numpy  # one tiny forward pass per step: NumPy, no Distribution objects
+        step = self.envs.step
         for t in range(n):
             obs_buf[t] = obs
-            action = actor.act(torch.from_numpy(obs)).numpy()
+            action = act(obs)
             act_buf[t] = action
-            env_action = action if self.discrete else np.clip(action, self.low, self.high)
-            next_obs, reward, term, trunc, info = self.envs.step(env_action)
+            env_action = action if self.discrete else np.minimum(np.maximum(action, self.low), self.high)
+            next_obs, reward, term, trunc, info = step(env_action)
             next_obs = np.asarray(next_obs, dtype=np.float32).reshape(e, -1)
             rew_buf[t] = reward
             term_buf[t] = term
@@ -100,7 +100,7 @@ class RolloutCollector:
             next_buf[t] = next_obs
             self.ep_return += reward
             self.ep_length += 1
-            done = np.logical_or(term, trunc)
+            done = term | trunc
             if done.any():
                 final_obs = info["final_obs"]
                 for i in np.flatnonzero(done):
