@@ -15,7 +15,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 
@@ -80,13 +79,21 @@ class Actor(nn.Module):
 
     def forward(self, obs: Tensor) -> Distribution:
         """The action distribution at ``obs`` (batch-first)."""
-        out = self.body(obs)
-        if self.discrete:
-            return Categorical(logits=out)
-        std = self.log_std.exp().expand_as(out)
-        return Independent(Normal(out, std), 1)
+        return self.head(self.body(obs))
 
     distribution = forward
+
+    def head(self, out: Tensor, log_std: Tensor | None = None) -> Distribution:
+        """The distribution given the body's output ``out``: logits, or the Gaussian mean.
+
+        ``log_std`` defaults to the learned ``log σ``; a per-sample ``(B, act_dim)``
+        copy of it may be passed instead (the batched-score fast path does, to read
+        per-sample gradients with respect to ``log σ``).
+        """
+        if self.discrete:
+            return Categorical(logits=out)
+        log_std = self.log_std if log_std is None else log_std
+        return Independent(Normal(out, log_std.exp().expand_as(out)), 1)
 
     def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
         """Per-sample ``log π_θ(a_i|s_i)``, shape ``(B,)``."""
@@ -104,16 +111,6 @@ class Actor(nn.Module):
                 isinstance(m, nn.Tanh) for m in layers[1::2]) or not isinstance(layers[-1], nn.Linear):
             return None
         return linears
-
-    def body_forward(self, obs: Tensor, layers: Sequence[nn.Linear]) -> Tensor:
-        """``self.body(obs)`` by functional calls (no module-call overhead); same ops, same result."""
-        x = obs
-        last = len(layers) - 1
-        for i, lin in enumerate(layers):
-            x = F.linear(x, lin.weight, lin.bias)
-            if i < last:
-                x = torch.tanh(x)
-        return x
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
@@ -164,6 +161,66 @@ class Actor(nn.Module):
         eps = self._draw(x.shape, normal=True)
         return x + np.exp(self._log_std_np) * eps
 
+    def score_numpy(self, obs: np.ndarray, action: np.ndarray, out: np.ndarray) -> float | None:
+        r"""One sample's score ``ℓ = ∇_θ log π_θ(a|s)`` by a hand-derived backward pass; returns ``log π_θ(a|s)``.
+
+        For the Linear/Tanh body ``h_0 = s``, ``z_l = W_l h_{l-1} + b_l``,
+        ``h_l = tanh(z_l)`` and output ``o = z_L``, with the head's signal
+
+        * Gaussian: ``δ_L = (a − μ)/σ²`` and ``∂/∂log σ = (a − μ)²/σ² − 1``;
+        * Categorical: ``δ_L = onehot(a) − softmax(o)``,
+
+        the chain rule gives ``δ_{l-1} = (W_lᵀ δ_l) ⊙ (1 − h_{l-1}²)``,
+        ``∂/∂W_l = δ_l h_{l-1}ᵀ`` and ``∂/∂b_l = δ_l``. This is the same gradient
+        autograd computes, for one sample, without its per-call overhead; the
+        single-sample SMAC form (Algorithm 1) needs one per sample, in sequence.
+
+        Args:
+            obs: one observation ``(obs_dim,)`` in the parameters' dtype.
+            action: one action (an int for categorical, ``(act_dim,)`` otherwise).
+            out: ``(d,)`` buffer that receives ``ℓ`` in :meth:`parameters` order.
+
+        Returns:
+            ``log π_θ(a|s)``, or ``None`` (``out`` untouched) when this actor has no fast path.
+        """
+        layers = self._numpy_layers(torch.float64 if obs.dtype == np.float64 else torch.float32)
+        if layers is None or out.shape != (self._np_n_params,):
+            return None
+        hidden = [obs]
+        x = obs
+        last = len(layers) - 1
+        for i, (w, b) in enumerate(layers):
+            x = w @ x + b
+            if i < last:
+                x = np.tanh(x)
+                hidden.append(x)
+        if self.discrete:
+            a = int(action)
+            shifted = x - x.max()
+            e = np.exp(shifted)
+            total = e.sum()
+            logp = float(shifted[a] - np.log(total))
+            delta = -e / total
+            delta[a] += 1.0
+        else:
+            log_std = self._log_std_np
+            inv_var = np.exp(-2.0 * log_std)
+            diff = action - x
+            z2 = diff * diff * inv_var
+            logp = float(-0.5 * z2.sum() - log_std.sum() - 0.5 * len(x) * math.log(2.0 * math.pi))
+            delta = diff * inv_var
+            lo, hi = self._np_log_std_span
+            out[lo:hi] = z2 - 1.0
+        offset = self._np_offsets
+        for i in range(last, -1, -1):
+            w = layers[i][0]
+            start, mid, stop = offset[i]
+            np.outer(delta, hidden[i], out=out[start:mid].reshape(w.shape))
+            out[mid:stop] = delta
+            if i:
+                delta = (delta @ w) * (1.0 - hidden[i] * hidden[i])
+        return logp
+
     def _draw(self, shape: tuple[int, ...], normal: bool) -> np.ndarray:
         """Standard normal (or U[0, 1)) float32 draws from torch's generator, into a reused buffer."""
         key = (shape, normal)
@@ -180,16 +237,23 @@ class Actor(nn.Module):
     def _numpy_layers(self, dtype: torch.dtype) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """NumPy views ``(W, b)`` of the body's layers, cached; ``None`` when the fast path does not apply."""
         params = self._fast_params
-        if params is None or dtype != torch.float32:
+        if params is None or dtype not in (torch.float32, torch.float64) or params[0].dtype != dtype:
             return None
         key = tuple(p.data_ptr() for p in params)
         if key != self._np_key:  # parameters were replaced (``to()``, ``load_state_dict(assign=True)``, …)
-            if any(p.dtype != torch.float32 or p.device.type != "cpu" for p in params):
+            if any(p.dtype != dtype or p.device.type != "cpu" for p in params):
                 return None
             views = [p.detach().numpy() for p in params]
             n_lin = len(views) // 2 if self.discrete else (len(views) - 1) // 2
             self._np_layers = [(views[2 * i], views[2 * i + 1]) for i in range(n_lin)]
             self._log_std_np = None if self.discrete else views[-1]
+            span, start = {}, 0  # where each parameter sits in the flat θ (parameters() order)
+            for p in self.parameters():
+                span[id(p)] = (start, start + p.numel())
+                start += p.numel()
+            self._np_offsets = [span[id(params[2 * i])][:1] + span[id(params[2 * i + 1])] for i in range(n_lin)]
+            self._np_log_std_span = None if self.discrete else span[id(params[-1])]
+            self._np_n_params = start
             self._np_key = key
         return self._np_layers
 

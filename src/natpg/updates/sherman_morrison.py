@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from natpg.curvature import sherman_morrison_solve
@@ -40,6 +41,10 @@ class ShermanMorrisonUpdate(ActorUpdate):
         b = n if self.batch_size is None else self.batch_size
         if n % b:
             raise ValueError(f"batch_size B={b} must divide the batch length N={n}")
+        if b == 1 and self.ent_coef == 0:
+            info = self._single_sample_steps(batch)
+            if info is not None:
+                return info
         dtype = batch.advantages.dtype
         total = torch.zeros(self.n_params, dtype=dtype)
         losses, skipped, reason = [], 0, ""
@@ -61,3 +66,48 @@ class ShermanMorrisonUpdate(ActorUpdate):
             update_norm = float(total.norm())
         return UpdateInfo(actor_loss=sum(losses) / len(losses), update_norm=update_norm, skipped=skipped,
                           skip_reason=reason, extras={"n_substeps": n // b})
+
+    def _single_sample_steps(self, batch: ActorBatch) -> UpdateInfo | None:
+        r"""Algorithm 1 (B = 1) on the per-sample fast path; ``None`` if the actor has none.
+
+        For ``i = 1..N`` in order, at the current θ: ``ℓ_i`` from the actor's
+        hand-derived backward pass (:meth:`natpg.policies.Actor.score_numpy`),
+        ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i`` by the same
+        :func:`~natpg.curvature.sherman_morrison_solve`. Nothing is batched: each
+        step sees the θ left by the previous one. What is saved is per-step
+        overhead (autograd graph, Distribution objects, slicing), not arithmetic.
+        """
+        if [id(p) for p in self.params] != [id(p) for p in self.actor.parameters()]:
+            return None
+        obs, actions, adv = batch.obs.numpy(), batch.actions.numpy(), batch.advantages.numpy()
+        if obs.dtype != adv.dtype:
+            return None
+        d = self.n_params
+        ell = np.empty(d, dtype=obs.dtype)
+        g = np.empty_like(ell)
+        step = np.empty_like(ell)
+        total = np.zeros_like(ell)
+        ell_t, g_t = torch.from_numpy(ell), torch.from_numpy(g)
+        step_views, offset = [], 0
+        for p in self.params:  # torch views of the step buffer, one per parameter (no copies)
+            step_views.append(torch.from_numpy(step[offset:offset + p.numel()]).view_as(p))
+            offset += p.numel()
+        loss_sum, skipped, reason = 0.0, 0, ""
+        for i in range(len(batch)):
+            logp = self.actor.score_numpy(obs[i], actions[i], ell)
+            if logp is None:
+                if i == 0:
+                    return None
+                raise RuntimeError("the actor's fast path stopped applying in the middle of an update")
+            a_i = adv[i]
+            np.multiply(ell, a_i, out=g)
+            np.multiply(sherman_morrison_solve(g_t, ell_t, self.damping).numpy(), self.lr, out=step)
+            loss_sum -= logp * float(a_i)
+            if not np.isfinite(step).all():
+                skipped, reason = skipped + 1, "non-finite step"
+                continue
+            with torch.no_grad():
+                torch._foreach_add_(self.params, step_views)
+            total += step
+        return UpdateInfo(actor_loss=loss_sum / len(batch), update_norm=float(np.linalg.norm(total)),
+                          skipped=skipped, skip_reason=reason, extras={"n_substeps": len(batch)})
