@@ -31,6 +31,8 @@ def train(
     out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default: runs/ENV_ALGO_sSEED_TIME)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace --out if it already holds files."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    env_backend: Optional[str] = typer.Option(None, "--env-backend",
+                                              help="Simulator: gymnasium (default) or envpool (extra 'bench')."),
 ) -> None:
     """Train one agent and write its run folder (config, episodes.csv, iterations.csv, summary.json)."""
     from natpg.presets import make_config
@@ -42,6 +44,8 @@ def train(
             overrides["total_steps"] = steps
         if n_envs is not None:
             overrides["n_envs"] = n_envs
+        if env_backend is not None:
+            overrides["env_backend"] = env_backend
         cfg = make_config(env, algo, seed, overrides)
         trainer = Trainer(cfg)  # validates env id and spaces before anything on disk is touched
     except ConfigError as exc:
