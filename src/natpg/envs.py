@@ -120,8 +120,10 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         self.action_space = gym.vector.utils.batch_space(spaces.action_space, self.num_envs)
         self._seed = int(seed)
         self._pool = self._make_pool(self._seed)
-        _check_same_spaces(env_id, spaces, self._pool)
-        self._act_dtype = getattr(self._pool.action_space, "dtype", None)
+        with warnings.catch_warnings():  # envpool builds float64 Box bounds that Gymnasium casts to float32
+            warnings.simplefilter("ignore", UserWarning)
+            _check_same_spaces(env_id, spaces, self._pool)
+            self._act_dtype = getattr(self._pool.action_space, "dtype", None)
         self._obs_dtype = spaces.observation_space.dtype
 
     def _make_pool(self, seed: int):

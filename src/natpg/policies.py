@@ -18,6 +18,9 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 
+_TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+
+
 class UnsupportedSpaceError(ValueError):
     """The environment's action or observation space is not one natpg can act in."""
 
@@ -143,7 +146,7 @@ class Actor(nn.Module):
 
         Any other actor takes the generic path through :meth:`distribution`.
         """
-        layers = self._numpy_layers(torch.from_numpy(obs[:0]).dtype)
+        layers = self._numpy_layers(_TORCH_DTYPE.get(obs.dtype))
         if layers is None:
             with torch.no_grad():
                 return self.distribution(torch.from_numpy(obs)).sample().numpy()
@@ -183,7 +186,7 @@ class Actor(nn.Module):
         Returns:
             ``log π_θ(a|s)``, or ``None`` (``out`` untouched) when this actor has no fast path.
         """
-        layers = self._numpy_layers(torch.float64 if obs.dtype == np.float64 else torch.float32)
+        layers = self._numpy_layers(_TORCH_DTYPE.get(obs.dtype))
         if layers is None or out.shape != (self._np_n_params,):
             return None
         hidden = [obs]
@@ -237,7 +240,7 @@ class Actor(nn.Module):
     def _numpy_layers(self, dtype: torch.dtype) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """NumPy views ``(W, b)`` of the body's layers, cached; ``None`` when the fast path does not apply."""
         params = self._fast_params
-        if params is None or dtype not in (torch.float32, torch.float64) or params[0].dtype != dtype:
+        if params is None or dtype is None or params[0].dtype != dtype:
             return None
         key = tuple(p.data_ptr() for p in params)
         if key != self._np_key:  # parameters were replaced (``to()``, ``load_state_dict(assign=True)``, …)
