@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 PY="${PY:-.venv/bin/python}"
 bash benchmarks/profile.sh after
-"$PY" benchmarks/update_cost.py --repeats 7
+"$PY" benchmarks/update_cost.py
 "$PY" benchmarks/throughput.py --steps 5000 --repeats 3
 "$PY" benchmarks/single_sample.py --steps 5000 --repeats 3
 "$PY" benchmarks/render.py

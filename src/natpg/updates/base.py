@@ -179,13 +179,20 @@ class ActorUpdate(abc.ABC):
         for p in self.params:
             views[id(p)] = rows[:, offset:offset + p.numel()]
             offset += p.numel()
+        # A row with equal weights c (ℓ̄ = (1/N) Σ ℓ_i) is c·δᵀA, scaled in place: no N×width temporary.
+        uniform = [bool((cot[j] == cot[j, 0]).all()) for j in range(m)]
+        scratch = torch.empty(max(t.numel() for t in inputs + list(signals)), dtype=cot.dtype)
         for lin, a, delta in zip(layers, inputs, signals):
             w_rows = views[id(lin.weight)]
             for j in range(m):  # (c_j ⊙ δ)ᵀ A, scaling whichever factor is narrower
-                if delta.shape[1] <= a.shape[1]:
-                    torch.mm((delta * cot[j, :, None]).T, a, out=w_rows[j].view_as(lin.weight))
+                out = w_rows[j].view_as(lin.weight)
+                if uniform[j]:
+                    torch.mm(delta.T, a, out=out).mul_(cot[j, 0])
+                elif delta.shape[1] <= a.shape[1]:
+                    torch.mm(torch.mul(delta, cot[j, :, None], out=scratch[:delta.numel()].view_as(delta)).T, a,
+                             out=out)
                 else:
-                    torch.mm(delta.T, a * cot[j, :, None], out=w_rows[j].view_as(lin.weight))
+                    torch.mm(delta.T, torch.mul(a, cot[j, :, None], out=scratch[:a.numel()].view_as(a)), out=out)
             if lin.bias is not None:
                 torch.mm(cot, delta, out=views[id(lin.bias)])
         if log_std is not None:

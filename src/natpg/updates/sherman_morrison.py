@@ -46,14 +46,14 @@ class ShermanMorrisonUpdate(ActorUpdate):
             if info is not None:
                 return info
         dtype = batch.advantages.dtype
-        total = torch.zeros(self.n_params, dtype=dtype)
+        total = torch.zeros(self.n_params, dtype=dtype) if b < n else None
         losses, skipped, reason = [], 0, ""
         for start in range(0, n, b):
             mb = batch.slice(start, start + b)
             weights = torch.full((1, b), 1.0 / b, dtype=dtype)
             rows, loss = self.batched_scores(mb, weights)
             g, score_mean = rows[0], rows[1]
-            step = self.lr * sherman_morrison_solve(g, score_mean, self.damping)
+            step = sherman_morrison_solve(g, score_mean, self.damping).mul_(self.lr)
             norm, why = self.apply(step)
             losses.append(loss)
             if why:
@@ -72,10 +72,12 @@ class ShermanMorrisonUpdate(ActorUpdate):
 
         For ``i = 1..N`` in order, at the current θ: ``ℓ_i`` from the actor's
         hand-derived backward pass (:meth:`natpg.policies.Actor.score_numpy`),
-        ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i`` by the same
-        :func:`~natpg.curvature.sherman_morrison_solve`. Nothing is batched: each
-        step sees the θ left by the previous one. What is saved is per-step
-        overhead (autograd graph, Distribution objects, slicing), not arithmetic.
+        ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i``, which for ``u = ℓ_i``
+        is the Sherman–Morrison closed form ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``
+        (SPEC §2; the identity ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``).
+        Nothing is batched: each step sees the θ left by the previous one. What is
+        saved is per-step overhead (autograd graph, Distribution objects, slicing,
+        small-tensor dispatch), not arithmetic.
         """
         if [id(p) for p in self.params] != [id(p) for p in self.actor.parameters()]:
             return None
@@ -84,10 +86,8 @@ class ShermanMorrisonUpdate(ActorUpdate):
             return None
         d = self.n_params
         ell = np.empty(d, dtype=obs.dtype)
-        g = np.empty_like(ell)
         step = np.empty_like(ell)
         total = np.zeros_like(ell)
-        ell_t, g_t = torch.from_numpy(ell), torch.from_numpy(g)
         step_views, offset = [], 0
         for p in self.params:  # torch views of the step buffer, one per parameter (no copies)
             step_views.append(torch.from_numpy(step[offset:offset + p.numel()]).view_as(p))
@@ -99,10 +99,10 @@ class ShermanMorrisonUpdate(ActorUpdate):
                 if i == 0:
                     return None
                 raise RuntimeError("the actor's fast path stopped applying in the middle of an update")
-            a_i = adv[i]
-            np.multiply(ell, a_i, out=g)
-            np.multiply(sherman_morrison_solve(g_t, ell_t, self.damping).numpy(), self.lr, out=step)
-            loss_sum -= logp * float(a_i)
+            a_i = float(adv[i])
+            # (λI + ℓℓᵀ)⁻¹ (A ℓ) = A ℓ / (λ + ℓᵀℓ): Sherman–Morrison with u = ℓ, g = A ℓ, in closed form.
+            np.multiply(ell, self.lr * a_i / (self.damping + float(ell @ ell)), out=step)
+            loss_sum -= logp * a_i
             if not np.isfinite(step).all():
                 skipped, reason = skipped + 1, "non-finite step"
                 continue
