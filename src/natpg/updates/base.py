@@ -108,17 +108,16 @@ class ActorUpdate(abc.ABC):
         """
         adv = batch.advantages
         n = len(batch)
+        k = weights.shape[0]
+        cot = torch.cat([(adv / n).unsqueeze(0), weights], dim=0)
         if self.ent_coef == 0:
-            cot = torch.cat([(adv / n).unsqueeze(0), weights], dim=0)
             fast = self._mlp_score_contractions(batch, cot)
             if fast is not None:
                 rows, logp = fast
                 return rows, -float((logp.detach() * adv).mean())
         logp, ent = self.per_sample_outputs(batch)
-        k = weights.shape[0]
         if ent is None:
             outputs = logp
-            cot = torch.cat([(adv / n).unsqueeze(0), weights], dim=0)
         else:
             outputs = torch.cat([logp, ent])
             top = torch.cat([adv / n, torch.full_like(adv, self.ent_coef / n)])
@@ -179,15 +178,17 @@ class ActorUpdate(abc.ABC):
         for p in self.params:
             views[id(p)] = rows[:, offset:offset + p.numel()]
             offset += p.numel()
-        # A row with equal weights c (ℓ̄ = (1/N) Σ ℓ_i) is c·δᵀA, scaled in place: no N×width temporary.
-        uniform = [bool((cot[j] == cot[j, 0]).all()) for j in range(m)]
+        # A row that is one constant c on a run of samples s..e (ℓ̄ = (1/N) Σ ℓ_i, or a Woodbury group
+        # mean) is c·δ[s:e]ᵀA[s:e]: no N×width temporary, and k group rows cost one pass over N in all.
+        blocks = [_constant_block(cot[j]) for j in range(m)]
         scratch = torch.empty(max(t.numel() for t in inputs + list(signals)), dtype=cot.dtype)
         for lin, a, delta in zip(layers, inputs, signals):
             w_rows = views[id(lin.weight)]
             for j in range(m):  # (c_j ⊙ δ)ᵀ A, scaling whichever factor is narrower
                 out = w_rows[j].view_as(lin.weight)
-                if uniform[j]:
-                    torch.mm(delta.T, a, out=out).mul_(cot[j, 0])
+                if blocks[j] is not None:
+                    s, e, c = blocks[j]
+                    torch.mm(delta[s:e].T, a[s:e], out=out).mul_(c)
                 elif delta.shape[1] <= a.shape[1]:
                     torch.mm(torch.mul(delta, cot[j, :, None], out=scratch[:delta.numel()].view_as(delta)).T, a,
                              out=out)
@@ -210,6 +211,17 @@ class ActorUpdate(abc.ABC):
             p.add_(step[offset:offset + n].view_as(p))
             offset += n
         return float(step.norm()), ""
+
+
+def _constant_block(row: Tensor) -> tuple[int, int, float] | None:
+    """``(s, e, c)`` if ``row`` is ``c`` on ``s..e-1`` and zero elsewhere (``c ≠ 0``), else ``None``."""
+    nz = torch.nonzero(row).flatten()
+    if len(nz) == 0:
+        return None
+    s, e = int(nz[0]), int(nz[-1]) + 1
+    if e - s != len(nz) or not bool((row[s:e] == row[s]).all()):
+        return None
+    return s, e, float(row[s])
 
 
 def flatten(tensors: Sequence[Tensor]) -> Tensor:
