@@ -98,6 +98,41 @@ def single_sample_table(data: dict) -> list[str]:
     return lines
 
 
+def before_after_table(before: dict, after: dict) -> list[str]:
+    """Rows ``figure | before | after`` from the ``*_before`` files and the current ones (same scripts)."""
+    lines = ["| figure | before (foundation) | after |", "|---|---|---|"]
+    if before.get("update_cost") and after.get("update_cost"):
+        b = {(r["size"], r["rule"]): r for r in before["update_cost"]["records"]}
+        a = {(r["size"], r["rule"]): r for r in after["update_cost"]["records"]}
+        for rule in ("smac", "woodbury-k8"):
+            for size in ("1e4", "1e5", "1e6"):
+                if (size, rule) in b and (size, rule) in a:
+                    lines.append(f"| {rule} update at d ≈ {size}, ratio to ac-sgd of the same run "
+                                 f"| {b[(size, rule)]['ratio_to_ac_sgd']:.2f}× | {a[(size, rule)]['ratio_to_ac_sgd']:.2f}× |")
+    if before.get("throughput") and after.get("throughput"):
+        b = _medians(before["throughput"]["records"], ("env_id", "backend", "kind"), "steps_per_s")
+        a = _medians(after["throughput"]["records"], ("env_id", "backend", "kind"), "steps_per_s")
+        for env in dict.fromkeys(r["env_id"] for r in before["throughput"]["records"]):
+            key, raw = (env, "gymnasium", "natpg"), (env, "gymnasium", "raw")
+            if key in b and key in a:
+                lines.append(f"| natpg smac steps/s on {env} (gymnasium) | {b[key][0]:,.0f} | {a[key][0]:,.0f} |")
+                lines.append(f"| … as a share of the raw env's steps/s in the same run "
+                             f"| {b[key][0] / b[raw][0]:.0%} | {a[key][0] / a[raw][0]:.0%} |")
+    if before.get("single_sample") and after.get("single_sample"):
+        b = _medians(before["single_sample"]["records"], ("env_id", "batch_size"), "update_s")
+        a = _medians(after["single_sample"]["records"], ("env_id", "batch_size"), "update_s")
+        bw = _medians(before["single_sample"]["records"], ("env_id", "batch_size"), "wall_s")
+        aw = _medians(after["single_sample"]["records"], ("env_id", "batch_size"), "wall_s")
+        steps = after["single_sample"]["records"][0]["steps"]
+        for env, bs in b:
+            if bs == 1 and (env, 1) in a:
+                lines.append(f"| SMAC B = 1 actor-update time for {steps:,} samples on {env} "
+                             f"| {b[(env, 1)][0]:.2f} s | {a[(env, 1)][0]:.2f} s |")
+                lines.append(f"| … time saved by B = 1000 over B = 1 (whole run) "
+                             f"| {1 - bw[(env, 1000)][0] / bw[(env, 1)][0]:.0%} | {1 - aw[(env, 1000)][0] / aw[(env, 1)][0]:.0%} |")
+    return lines
+
+
 def render() -> str:
     out = ["## Speed benchmarks", ""]
     sections = [
@@ -115,6 +150,14 @@ def render() -> str:
         out += [f"### {title}", "", *fn(data), "",
                 f"Command: `OMP_NUM_THREADS=1 {cmd}` (results: `benchmarks/results/{name}.json`). "
                 f"Machine: {_machine(data)}.", ""]
+    names = ("update_cost", "throughput", "single_sample")
+    before = {n: _load(f"{n}_before") for n in names}
+    if any(before.values()):
+        after = {n: _load(n) for n in names}
+        out += ["### Before and after the speed work", "", *before_after_table(before, after), "",
+                "Command: `bash benchmarks/before.sh` runs the same scripts on the foundation's source "
+                "(commit ef2897e) into `benchmarks/results/*_before.json`. Before and after come from "
+                "different runs on the shared machine: compare the ratios, not the absolute figures.", ""]
     return "\n".join(out).rstrip() + "\n"
 
 

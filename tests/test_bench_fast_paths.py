@@ -39,9 +39,10 @@ def test_single_sample_score_is_the_autograd_score(discrete, dtype):
     batch = tiny_batch(actor, 4, dtype=dtype)
     ref = autograd_scores(actor, batch)
     ell = np.empty(ref.shape[1], dtype=ref.numpy().dtype)
+    policy = actor.numpy_policy(ell.dtype)
     tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
     for i in range(4):
-        logp = actor.score_numpy(batch.obs[i].numpy(), batch.actions[i].numpy(), ell)
+        logp = policy.score(batch.obs[i].numpy(), batch.actions[i].numpy(), ell)
         np.testing.assert_allclose(ell, ref[i].numpy(), **tol)
         with torch.no_grad():
             ref_logp = float(actor.log_prob(batch.obs[i:i + 1], batch.actions[i:i + 1]))
@@ -54,7 +55,7 @@ def test_single_sample_fast_path_equals_the_generic_loop(discrete, monkeypatch):
     fast = ShermanMorrisonUpdate(tiny_actor(discrete), lr=0.2, damping=0.1, batch_size=1)
     info_fast = fast.step(batch)
     slow_actor = tiny_actor(discrete)
-    monkeypatch.setattr(type(slow_actor), "score_numpy", lambda *a, **k: None)  # forces the generic loop
+    monkeypatch.setattr(type(slow_actor), "numpy_policy", lambda *a, **k: None)  # forces the generic loop
     slow = ShermanMorrisonUpdate(slow_actor, lr=0.2, damping=0.1, batch_size=1)
     info_slow = slow.step(batch)
     torch.testing.assert_close(flatten(list(fast.actor.parameters())), flatten(list(slow_actor.parameters())),
@@ -108,8 +109,14 @@ def test_numpy_actions_see_in_place_updates_and_replaced_parameters():
         for p in actor.body.parameters():
             p.add_(0.5)  # in place, as every update rule moves θ
     np.testing.assert_allclose(actor.act_numpy(obs), mean(obs), rtol=1e-5, atol=1e-6)
-    actor.to(torch.float64)  # new storage: the cached views must be rebuilt
+    actor.to(torch.float64)  # new storage: the views must follow
     o64 = obs.astype(np.float64)
+    np.testing.assert_allclose(actor.act_numpy(o64), mean(o64), rtol=1e-10, atol=1e-12)
+    theta = flatten([p.detach() for p in actor.parameters()])
+    torch.nn.utils.vector_to_parameters(theta + 0.25, actor.parameters())  # `.data =` per parameter
+    np.testing.assert_allclose(actor.act_numpy(o64), mean(o64), rtol=1e-10, atol=1e-12)
+    state = {k: v + 0.5 for k, v in actor.state_dict().items()}
+    actor.load_state_dict(state, assign=True)  # new Parameter objects
     np.testing.assert_allclose(actor.act_numpy(o64), mean(o64), rtol=1e-10, atol=1e-12)
 
 
@@ -121,3 +128,19 @@ def test_same_seed_same_numpy_actions():
     torch.manual_seed(7)
     b = [actor.act_numpy(obs) for _ in range(5)]
     np.testing.assert_array_equal(np.stack(a), np.stack(b))
+
+
+def test_a_deep_copied_actor_draws_fresh_noise_and_uses_its_own_parameters():
+    import copy
+
+    actor = tiny_actor(False, obs_dim=3, dtype=torch.float32)
+    obs = np.array([[0.3, -1.0, 0.5]], dtype=np.float32)
+    actor.act_numpy(obs)  # fills the caches that the copy inherits
+    clone = copy.deepcopy(actor)
+    assert not np.array_equal(clone.act_numpy(obs), clone.act_numpy(obs))
+    with torch.no_grad():
+        clone.log_std.fill_(-30.0)
+        clone.body[0].bias.add_(1.0)
+    expected = clone.distribution(torch.from_numpy(obs)).mean.detach().numpy()
+    np.testing.assert_allclose(clone.act_numpy(obs), expected, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(actor.distribution(torch.from_numpy(obs)).mean.detach().numpy(), expected)

@@ -71,7 +71,7 @@ class ShermanMorrisonUpdate(ActorUpdate):
         r"""Algorithm 1 (B = 1) on the per-sample fast path; ``None`` if the actor has none.
 
         For ``i = 1..N`` in order, at the current θ: ``ℓ_i`` from the actor's
-        hand-derived backward pass (:meth:`natpg.policies.Actor.score_numpy`),
+        hand-derived backward pass (:meth:`natpg.policies.NumpyPolicy.score`),
         ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i``, which for ``u = ℓ_i``
         is the Sherman–Morrison closed form ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``
         (SPEC §2; the identity ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``).
@@ -82,7 +82,8 @@ class ShermanMorrisonUpdate(ActorUpdate):
         if [id(p) for p in self.params] != [id(p) for p in self.actor.parameters()]:
             return None
         obs, actions, adv = batch.obs.numpy(), batch.actions.numpy(), batch.advantages.numpy()
-        if obs.dtype != adv.dtype:
+        policy = self.actor.numpy_policy(obs.dtype)
+        if policy is None or obs.dtype != adv.dtype:
             return None
         d = self.n_params
         ell = np.empty(d, dtype=obs.dtype)
@@ -94,11 +95,7 @@ class ShermanMorrisonUpdate(ActorUpdate):
             offset += p.numel()
         loss_sum, skipped, reason = 0.0, 0, ""
         for i in range(len(batch)):
-            logp = self.actor.score_numpy(obs[i], actions[i], ell)
-            if logp is None:
-                if i == 0:
-                    return None
-                raise RuntimeError("the actor's fast path stopped applying in the middle of an update")
+            logp = policy.score(obs[i], actions[i], ell)
             a_i = float(adv[i])
             # (λI + ℓℓᵀ)⁻¹ (A ℓ) = A ℓ / (λ + ℓᵀℓ): Sherman–Morrison with u = ℓ, g = A ℓ, in closed form.
             np.multiply(ell, self.lr * a_i / (self.damping + float(ell @ ell)), out=step)
