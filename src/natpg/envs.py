@@ -159,7 +159,9 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         return obs, np.asarray(reward, dtype=np.float64), np.asarray(terminated, bool), np.asarray(truncated, bool), info
 
     def close(self, **kwargs) -> None:
-        self._pool.close()
+        if not getattr(self, "_closed", False):
+            self._pool.close()
+            self._closed = True
 
 
 def _check_same_spaces(env_id: str, spaces: EnvSpaces, pool) -> None:
