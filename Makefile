@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 export OMP_NUM_THREADS := 1
 export MKL_NUM_THREADS := 1
 
-.PHONY: demo test install clean
+.PHONY: demo test install install-bench bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,13 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# The benchmark extra: envpool backend, Stable-Baselines3 baseline, profilers (see benchmarks/README.md).
+install-bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,bench]"
+
+bench: install-bench
+	bash benchmarks/run_all.sh
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

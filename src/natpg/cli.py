@@ -51,6 +51,8 @@ def train(
                                      help="Also write TensorBoard logs to RUN_DIR/tensorboard (needs natpg\\[tensorboard])."),
     normalize_obs: bool = typer.Option(False, "--normalize-obs", show_default="off",
                                        help="Normalise observations by a running mean/std (saved with the model)."),
+    env_backend: Optional[str] = typer.Option(None, "--env-backend", show_default="gymnasium",
+                                              help="Simulator: gymnasium or envpool (needs the 'bench' extra)."),
 ) -> None:
     """Train one agent and write its run folder (config, episodes.csv, iterations.csv, summary.json, checkpoints/)."""
     from natpg.presets import make_config
@@ -76,6 +78,8 @@ def train(
             overrides["total_steps"] = steps
         if n_envs is not None:
             overrides["n_envs"] = n_envs
+        if env_backend is not None:
+            overrides["env_backend"] = env_backend
         overrides.update({k: v for k, v in run_options.items() if v is not None})
         cfg = make_config(env, algo or "smac", 0 if seed is None else seed, overrides)
         trainer = Trainer(cfg)  # validates env id and spaces before anything on disk is touched

@@ -39,6 +39,7 @@ class EnvBackend(str, enum.Enum):
     """Which library steps the environments."""
 
     GYMNASIUM = "gymnasium"
+    ENVPOOL = "envpool"  #: C++ batched simulator (optional extra ``bench``); same spaces, cap and accounting
 
 
 class Vectorization(str, enum.Enum):
@@ -338,6 +339,9 @@ def _validate(cfg: TrainConfig) -> None:
                  f"allowed: {_divisors(cfg.n_steps)}")
     _require(cfg.rank <= cfg.n_steps, f"rank={cfg.rank} must be <= n_steps (T) = {cfg.n_steps}")
     _require(bool(cfg.env_id.strip()), "env_id must not be empty")
+    _require(not (cfg.env_backend is EnvBackend.ENVPOOL and cfg.vectorization is Vectorization.ASYNC),
+             "vectorization='async' is Gymnasium's; env_backend='envpool' steps its copies in C++ "
+             "(allowed with envpool: vectorization=sync)")
 
 
 def _divisors(n: int, limit: int = 12) -> str:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import gymnasium as gym
+import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
@@ -104,8 +105,106 @@ def check_spaces(spaces: EnvSpaces) -> None:
 
 def make_vector_env(cfg: TrainConfig) -> gym.vector.VectorEnv:
     """The ``cfg.n_envs`` copies of ``cfg.env_id`` as one SAME_STEP-autoreset vector env (not yet reset)."""
-    if cfg.env_backend is not EnvBackend.GYMNASIUM:  # pragma: no cover - only one backend so far
-        raise ConfigError(f"env_backend={cfg.env_backend.value!r} is not available")
+    if cfg.env_backend is EnvBackend.ENVPOOL:
+        return EnvPoolVectorEnv(cfg.env_id, cfg.n_envs, cfg.max_episode_steps, cfg.seed)
     fns = [partial(make_env, cfg.env_id, cfg.max_episode_steps) for _ in range(cfg.n_envs)]
     cls = gym.vector.SyncVectorEnv if cfg.vectorization is Vectorization.SYNC else gym.vector.AsyncVectorEnv
     return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+class EnvPoolVectorEnv(gym.vector.VectorEnv):
+    """envpool's C++ simulator behind the same vector-env contract as the Gymnasium backend.
+
+    The observation and action spaces are the Gymnasium env's (checked against
+    envpool's: same shapes and bounds; actions are cast to envpool's dtype), the
+    episode cap is ``max_episode_steps`` (a time-limit truncation, as in
+    Gymnasium), and autoreset follows ``AutoresetMode.SAME_STEP``: envpool itself
+    resets on the step *after* an episode ends (NEXT_STEP), so this adapter
+    resets the finished copies at once, returns their first observation, and puts
+    the real last observation in ``info["final_obs"]``. The rollout therefore
+    counts episodes exactly as with Gymnasium, and no step is wasted on a reset.
+
+    envpool fixes seeds when the pool is built, so ``reset(seed=s)`` rebuilds the
+    pool with seed ``s``. The pool steps its copies on one worker thread.
+    """
+
+    metadata = {"autoreset_mode": AutoresetMode.SAME_STEP}
+
+    def __init__(self, env_id: str, num_envs: int, max_episode_steps: int | None, seed: int = 0) -> None:
+        try:
+            import envpool
+        except ImportError:
+            raise ConfigError("env_backend='envpool' needs the envpool package: "
+                              "pip install 'natpg[bench]' (or pick env_backend=gymnasium)") from None
+        if env_id not in envpool.list_all_envs():
+            raise ConfigError(f"envpool {envpool.__version__} does not provide {env_id!r}; "
+                              f"use env_backend=gymnasium for it")
+        spaces = probe_spaces(env_id)
+        self._envpool = envpool
+        self.env_id = env_id
+        self.num_envs = int(num_envs)
+        self.max_episode_steps = (max_episode_steps if max_episode_steps is not None
+                                  else gym.spec(env_id).max_episode_steps)
+        self.single_observation_space = spaces.observation_space
+        self.single_action_space = spaces.action_space
+        self.observation_space = gym.vector.utils.batch_space(spaces.observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(spaces.action_space, self.num_envs)
+        self._seed = int(seed)
+        self._pool = self._make_pool(self._seed)
+        with warnings.catch_warnings():  # envpool builds float64 Box bounds that Gymnasium casts to float32
+            warnings.simplefilter("ignore", UserWarning)
+            _check_same_spaces(env_id, spaces, self._pool)
+            self._act_dtype = getattr(self._pool.action_space, "dtype", None)
+        self._obs_dtype = spaces.observation_space.dtype
+
+    def _make_pool(self, seed: int):
+        kwargs = {"num_envs": self.num_envs, "batch_size": self.num_envs, "seed": seed, "num_threads": 1}
+        if self.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = int(self.max_episode_steps)
+        with warnings.catch_warnings():  # envpool builds float64 Box bounds that Gymnasium casts to float32
+            warnings.simplefilter("ignore", UserWarning)
+            return self._envpool.make_gymnasium(self.env_id, **kwargs)
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        if seed is not None and int(seed) != self._seed:
+            self._pool.close()
+            self._seed = int(seed)
+            self._pool = self._make_pool(self._seed)
+        obs, _ = self._pool.reset()
+        return np.asarray(obs, dtype=self._obs_dtype), {}
+
+    def step(self, actions):
+        actions = np.asarray(actions, dtype=self._act_dtype)
+        obs, reward, terminated, truncated, _ = self._pool.step(actions)
+        obs = np.asarray(obs, dtype=self._obs_dtype)
+        done = np.logical_or(terminated, truncated)
+        info: dict = {}
+        if done.any():
+            ids = np.flatnonzero(done).astype(np.int32)
+            final_obs = np.empty(self.num_envs, dtype=object)
+            for i in ids:
+                final_obs[i] = obs[i].copy()
+            first_obs, reset_info = self._pool.reset(ids)
+            obs[np.asarray(reset_info["env_id"])] = first_obs
+            info = {"final_obs": final_obs, "_final_obs": done}
+        return obs, np.asarray(reward, dtype=np.float64), np.asarray(terminated, bool), np.asarray(truncated, bool), info
+
+    def close(self, **kwargs) -> None:
+        if not getattr(self, "_closed", False):
+            self._pool.close()
+            self._closed = True
+
+
+def _check_same_spaces(env_id: str, spaces: EnvSpaces, pool) -> None:
+    """Raise :class:`ConfigError` unless envpool's spaces have the Gymnasium env's shapes and bounds."""
+    o_gym, o_pool = spaces.observation_space, pool.observation_space
+    a_gym, a_pool = spaces.action_space, pool.action_space
+    same_obs = o_gym.shape == o_pool.shape
+    if isinstance(a_gym, gym.spaces.Discrete):
+        same_act = isinstance(a_pool, gym.spaces.Discrete) and a_gym.n == a_pool.n
+    else:
+        same_act = (a_gym.shape == a_pool.shape and np.allclose(a_gym.low, a_pool.low)
+                    and np.allclose(a_gym.high, a_pool.high))
+    if not (same_obs and same_act):
+        raise ConfigError(f"envpool's {env_id!r} differs from Gymnasium's: observation {o_pool} vs {o_gym}, "
+                          f"action {a_pool} vs {a_gym}; use env_backend=gymnasium")

@@ -18,6 +18,10 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 
+_TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
+_NUMPY_DTYPE = {v: k for k, v in _TORCH_DTYPE.items()}
+
+
 class UnsupportedSpaceError(ValueError):
     """The environment's action or observation space is not one natpg can act in."""
 
@@ -76,25 +80,192 @@ class Actor(nn.Module):
 
     def forward(self, obs: Tensor) -> Distribution:
         """The action distribution at ``obs`` (batch-first)."""
-        out = self.body(obs)
-        if self.discrete:
-            return Categorical(logits=out)
-        std = self.log_std.exp().expand_as(out)
-        return Independent(Normal(out, std), 1)
+        return self.head(self.body(obs))
 
     distribution = forward
+
+    def head(self, out: Tensor, log_std: Tensor | None = None) -> Distribution:
+        """The distribution given the body's output ``out``: logits, or the Gaussian mean.
+
+        ``log_std`` defaults to the learned ``log σ``; a per-sample ``(B, act_dim)``
+        copy of it may be passed instead (the batched-score fast path does, to read
+        per-sample gradients with respect to ``log σ``).
+        """
+        if self.discrete:
+            return Categorical(logits=out)
+        log_std = self.log_std if log_std is None else log_std
+        return Independent(Normal(out, log_std.exp().expand_as(out)), 1)
 
     def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
         """Per-sample ``log π_θ(a_i|s_i)``, shape ``(B,)``."""
         return self.distribution(obs).log_prob(actions)
 
+    def linear_layers(self) -> list[nn.Linear] | None:
+        """The body's ``nn.Linear`` layers in order if the body is a plain Linear/Tanh stack, else ``None``.
+
+        Fast paths (acting, batched and single-sample scores) walk these layers
+        directly instead of through module calls; any other body takes the generic path.
+        """
+        layers = list(self.body)
+        linears = layers[0::2]
+        if not all(isinstance(m, nn.Linear) for m in linears) or not all(
+                isinstance(m, nn.Tanh) for m in layers[1::2]) or not isinstance(layers[-1], nn.Linear):
+            return None
+        return linears
+
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
-        """Sample (or take the mode of) an action for each row of ``obs``."""
+        """Sample (or take the mode of) an action for each row of ``obs``.
+
+        Sampling takes the NumPy fast path (:meth:`numpy_policy`) when it applies;
+        it draws from the same distribution on torch's random stream.
+        """
+        if not deterministic:
+            fast = self.numpy_policy(_NUMPY_DTYPE.get(obs.dtype))
+            if fast is not None:
+                return torch.from_numpy(fast.sample(obs.numpy()))
         dist = self.distribution(obs)
         if deterministic:
             return dist.probs.argmax(-1) if self.discrete else dist.mean
         return dist.sample()
+
+    def act_numpy(self, obs: np.ndarray) -> np.ndarray:
+        """Sample ``a ~ π_θ(·|s)`` for each row of the float array ``obs``; a NumPy array."""
+        fast = self.numpy_policy(obs.dtype)
+        if fast is None:
+            with torch.no_grad():
+                return self.distribution(torch.from_numpy(obs)).sample().numpy()
+        return fast.sample(obs)
+
+    def numpy_policy(self, dtype) -> "NumpyPolicy | None":
+        """The actor as NumPy views of its current parameters, or ``None`` if it has no fast path.
+
+        Valid while the parameters' storage stays the same: in-place updates of θ
+        (every update rule) are seen at once; ``to()``, ``.data =`` or
+        ``load_state_dict(assign=True)`` need a new one. Callers take one per loop
+        (a rollout, one update), so the per-step cost is the arithmetic alone.
+        """
+        layers = self.linear_layers()
+        if layers is None or any(lin.bias is None for lin in layers):
+            return None
+        params = [t for lin in layers for t in (lin.weight, lin.bias)]
+        if not self.discrete:
+            params.append(self.log_std)
+        if any(p.dtype != _TORCH_DTYPE.get(np.dtype(dtype)) or p.device.type != "cpu" for p in params):
+            return None
+        return NumpyPolicy(self, params)
+
+
+class NumpyPolicy:
+    r"""An :class:`Actor`'s Linear/Tanh MLP and head on NumPy views of its parameters (no copies).
+
+    One environment step needs one tiny forward pass, where torch's per-operation
+    dispatch and the construction of Distribution objects cost several times the
+    arithmetic; the single-sample SMAC form needs one per-sample gradient per
+    sample, where autograd's per-call overhead dominates likewise. This class does
+    both in NumPy and takes only random draws from torch, so ``torch.manual_seed``
+    still governs sampling. Build it with :meth:`Actor.numpy_policy`.
+    """
+
+    def __init__(self, actor: Actor, params: list[Tensor]) -> None:
+        views = [p.detach().numpy() for p in params]
+        n_lin = len(views) // 2
+        self.discrete = actor.discrete
+        self.layers = [(views[2 * i], views[2 * i + 1]) for i in range(n_lin)]
+        self.log_std = None if self.discrete else views[-1]
+        span, start = {}, 0  # where each parameter sits in the flat θ (parameters() order)
+        for p in actor.parameters():
+            span[id(p)] = (start, start + p.numel())
+            start += p.numel()
+        self.offsets = [span[id(params[2 * i])][:1] + span[id(params[2 * i + 1])] for i in range(n_lin)]
+        self.log_std_span = None if self.discrete else span[id(params[-1])]
+        self.n_params = start
+        self._noise: dict[tuple, Tensor] = {}
+
+    def sample(self, obs: np.ndarray) -> np.ndarray:
+        r"""``a ~ π_θ(·|s)`` for each row of ``obs``.
+
+        * Gaussian: ``a = μ(s) + σ ⊙ ε`` with ``ε = torch.randn`` (what
+          ``Normal(μ, σ).sample()`` computes).
+        * Categorical: inverse-CDF draw ``a = #{k : cdf_k < u·cdf_K}`` from
+          ``softmax(logits)`` with ``u = torch.rand`` (the distribution of ``Categorical.sample``).
+        """
+        x = obs
+        last = len(self.layers) - 1
+        for i, (w, b) in enumerate(self.layers):
+            x = x @ w.T + b
+            if i < last:
+                np.tanh(x, out=x)
+        if self.discrete:
+            cdf = np.cumsum(np.exp(x - x.max(-1, keepdims=True)), -1)
+            u = self._draw(x.shape[:-1] + (1,), normal=False)
+            return (cdf < u * cdf[..., -1:]).sum(-1).astype(np.int64)
+        return x + np.exp(self.log_std) * self._draw(x.shape, normal=True)
+
+    def score(self, obs: np.ndarray, action: np.ndarray, out: np.ndarray) -> float:
+        r"""One sample's score ``ℓ = ∇_θ log π_θ(a|s)`` by a hand-derived backward pass; returns ``log π_θ(a|s)``.
+
+        For the body ``h_0 = s``, ``z_l = W_l h_{l-1} + b_l``, ``h_l = tanh(z_l)``
+        and output ``o = z_L``, with the head's signal
+
+        * Gaussian: ``δ_L = (a − μ)/σ²`` and ``∂/∂log σ = (a − μ)²/σ² − 1``;
+        * Categorical: ``δ_L = onehot(a) − softmax(o)``,
+
+        the chain rule gives ``δ_{l-1} = (W_lᵀ δ_l) ⊙ (1 − h_{l-1}²)``,
+        ``∂/∂W_l = δ_l h_{l-1}ᵀ`` and ``∂/∂b_l = δ_l``: the gradient autograd
+        computes, for one sample, without its per-call overhead.
+
+        Args:
+            obs: one observation ``(obs_dim,)`` in the parameters' dtype.
+            action: one action (an int for categorical, ``(act_dim,)`` otherwise).
+            out: ``(d,)`` buffer that receives ``ℓ`` in ``actor.parameters()`` order.
+        """
+        layers = self.layers
+        hidden = [obs]
+        x = obs
+        last = len(layers) - 1
+        for i, (w, b) in enumerate(layers):
+            x = w @ x + b
+            if i < last:
+                x = np.tanh(x)
+                hidden.append(x)
+        if self.discrete:
+            a = int(action)
+            shifted = x - x.max()
+            e = np.exp(shifted)
+            total = e.sum()
+            logp = float(shifted[a] - np.log(total))
+            delta = -e / total
+            delta[a] += 1.0
+        else:
+            log_std = self.log_std
+            inv_var = np.exp(-2.0 * log_std)
+            diff = action - x
+            z2 = diff * diff * inv_var
+            logp = float(-0.5 * z2.sum() - log_std.sum() - 0.5 * len(x) * math.log(2.0 * math.pi))
+            delta = diff * inv_var
+            lo, hi = self.log_std_span
+            out[lo:hi] = z2 - 1.0
+        for i in range(last, -1, -1):
+            w = layers[i][0]
+            start, mid, stop = self.offsets[i]
+            np.outer(delta, hidden[i], out=out[start:mid].reshape(w.shape))
+            out[mid:stop] = delta
+            if i:
+                delta = (delta @ w) * (1.0 - hidden[i] * hidden[i])
+        return logp
+
+    def _draw(self, shape: tuple[int, ...], normal: bool) -> np.ndarray:
+        """Standard normal (or U[0, 1)) float32 draws from torch's generator, into a reused buffer."""
+        key = (shape, normal)
+        buf = self._noise.get(key)
+        if buf is None:
+            buf = self._noise[key] = torch.empty(shape, dtype=torch.float32)
+        if normal:
+            buf.normal_()
+        else:
+            buf.uniform_()
+        return buf.numpy()
 
 
 class Critic(nn.Module):

@@ -11,8 +11,6 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
-import torch
-
 from natpg.policies import Actor
 
 
@@ -86,33 +84,40 @@ class RolloutCollector:
         trunc_buf = np.empty((n, e), dtype=bool)
         episodes: list[Episode] = []
 
-        obs = self.obs
+        fast = actor.numpy_policy(np.float32)  # one tiny forward pass per step: NumPy, no Distribution objects
+        act = fast.sample if fast is not None else actor.act_numpy
+        step = self.envs.step
+        discrete, low, high = self.discrete, getattr(self, "low", None), getattr(self, "high", None)
+        ep_return, ep_length = self.ep_return, self.ep_length
+        obs_buf[0] = self.obs
         for t in range(n):
-            obs_buf[t] = obs
-            # A non-finite observation must not crash the rollout: act on zeros in its place (the
-            # trainer then skips this iteration's update, see natpg.guards).
-            act_obs = obs if np.isfinite(obs).all() else np.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0)
-            action = actor.act(torch.from_numpy(act_obs)).numpy()
+            o = obs_buf[t]
+            if not np.isfinite(o).all():
+                # A non-finite observation must not crash the rollout: act on zeros in its place
+                # (the trainer then skips this iteration's update, see natpg.guards).
+                o = np.nan_to_num(o, nan=0.0, posinf=0.0, neginf=0.0)
+            action = act(o)
             act_buf[t] = action
-            env_action = action if self.discrete else np.clip(action, self.low, self.high)
-            next_obs, reward, term, trunc, info = self.envs.step(env_action)
-            next_obs = np.asarray(next_obs, dtype=np.float32).reshape(e, -1)
+            next_obs, reward, term, trunc, info = step(action if discrete else np.minimum(np.maximum(action, low), high))
+            nxt = next_buf[t]
+            nxt[...] = next_obs.reshape(e, -1)  # cast to float32 in place
+            if t + 1 < n:
+                obs_buf[t + 1] = nxt  # the next step's observation (a reset one where an episode just ended)
+            else:
+                self.obs = nxt.copy()
             rew_buf[t] = reward
             term_buf[t] = term
             trunc_buf[t] = trunc
-            next_buf[t] = next_obs
-            self.ep_return += reward
-            self.ep_length += 1
-            done = np.logical_or(term, trunc)
+            ep_return += reward
+            ep_length += 1
+            done = term | trunc
             if done.any():
                 final_obs = info["final_obs"]
                 for i in np.flatnonzero(done):
-                    next_buf[t, i] = np.asarray(final_obs[i], dtype=np.float32).reshape(-1)
+                    nxt[i] = np.asarray(final_obs[i], dtype=np.float32).reshape(-1)
                     episodes.append(Episode(self.global_step + t * e + i + 1,
-                                            float(self.ep_return[i]), int(self.ep_length[i]), bool(term[i])))
-                    self.ep_return[i] = 0.0
-                    self.ep_length[i] = 0
-            obs = next_obs
-        self.obs = obs
+                                            float(ep_return[i]), int(ep_length[i]), bool(term[i])))
+                    ep_return[i] = 0.0
+                    ep_length[i] = 0
         self.global_step += n * e
         return Rollout(obs_buf, act_buf, rew_buf, term_buf, trunc_buf, next_buf, episodes)

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from natpg.policies import Actor
 
@@ -105,13 +106,18 @@ class ActorUpdate(abc.ABC):
         Returns:
             ``(k+1, d)`` tensor and the pre-update actor loss.
         """
-        logp, ent = self.per_sample_outputs(batch)
+        adv = batch.advantages
         n = len(batch)
         k = weights.shape[0]
-        adv = batch.advantages
+        cot = torch.cat([(adv / n).unsqueeze(0), weights], dim=0)
+        if self.ent_coef == 0:
+            fast = self._mlp_score_contractions(batch, cot)
+            if fast is not None:
+                rows, logp = fast
+                return rows, -float((logp.detach() * adv).mean())
+        logp, ent = self.per_sample_outputs(batch)
         if ent is None:
             outputs = logp
-            cot = torch.cat([(adv / n).unsqueeze(0), weights], dim=0)
         else:
             outputs = torch.cat([logp, ent])
             top = torch.cat([adv / n, torch.full_like(adv, self.ent_coef / n)])
@@ -120,6 +126,79 @@ class ActorUpdate(abc.ABC):
         rows = torch.cat([gr.reshape(k + 1, -1) for gr in grads], dim=1)
         loss = -float((logp.detach() * adv).mean())
         return rows, loss
+
+    def _mlp_score_contractions(self, batch: ActorBatch, cot: Tensor) -> tuple[Tensor, Tensor] | None:
+        r"""Rows ``Σ_i cot[j, i] ℓ_i`` for a Linear/Tanh actor, from one backward pass; ``None`` otherwise.
+
+        For a linear layer ``z = W a + b``, the score of sample ``i`` is
+        ``∂ log π_i/∂W = δ_i a_iᵀ`` and ``∂ log π_i/∂b = δ_i`` with the per-sample
+        signal ``δ_i = ∂ log π_i / ∂z_i``; for the Gaussian's ``log σ`` it is
+        ``∂ log π_i / ∂(log σ)_i`` read from a per-sample copy of ``log σ``. So ONE
+        backward pass of the log-probabilities (cotangent 1, weights held constant)
+        gives every ``δ_i``, and each row is a contraction
+
+        .. math:: \sum_i c_{ji}\, δ_i a_i^\top = (c_j ⊙ δ)^\top A,
+
+        one matrix product of cost O(N·d) per row. Autograd's batched VJP would
+        instead repeat the backward chain once per row. Memory is O(rows·d + N·width).
+
+        Returns:
+            ``(rows, log_probs)``: ``(m, d)`` in :attr:`params` order and ``(N,)``.
+        """
+        layers = self.actor.linear_layers()
+        if layers is None:
+            return None
+        owned = [t for lin in layers for t in (lin.weight, lin.bias) if t is not None]
+        log_std = self.actor.log_std
+        if log_std is not None:
+            owned.append(log_std)
+        if {id(p) for p in owned} != {id(p) for p in self.params} or len(owned) != len(self.params):
+            return None
+        inputs, signals_of = [], []
+        x = batch.obs
+        last = len(layers) - 1
+        for i, lin in enumerate(layers):
+            inputs.append(x.detach())
+            z = F.linear(x, lin.weight.detach(), None if lin.bias is None else lin.bias.detach())
+            if i == 0:
+                z.requires_grad_(True)
+            signals_of.append(z)
+            x = torch.tanh(z) if i < last else z
+        per_sample_log_std = None
+        if log_std is not None:
+            per_sample_log_std = log_std.detach().expand_as(x).clone().requires_grad_(True)
+            signals_of.append(per_sample_log_std)
+        logp = self.actor.head(x, per_sample_log_std).log_prob(batch.actions)
+        signals = torch.autograd.grad(logp, signals_of, grad_outputs=torch.ones_like(logp))
+        # Write each contraction straight into its slice of the (m, d) result (no concatenation copy).
+        m = cot.shape[0]
+        rows = torch.empty(m, self.n_params, dtype=cot.dtype)
+        views = {}
+        offset = 0
+        for p in self.params:
+            views[id(p)] = rows[:, offset:offset + p.numel()]
+            offset += p.numel()
+        # A row that is one constant c on a run of samples s..e (ℓ̄ = (1/N) Σ ℓ_i, or a Woodbury group
+        # mean) is c·δ[s:e]ᵀA[s:e]: no N×width temporary, and k group rows cost one pass over N in all.
+        blocks = [_constant_block(cot[j]) for j in range(m)]
+        scratch = torch.empty(max(t.numel() for t in inputs + list(signals)), dtype=cot.dtype)
+        for lin, a, delta in zip(layers, inputs, signals):
+            w_rows = views[id(lin.weight)]
+            for j in range(m):  # (c_j ⊙ δ)ᵀ A, scaling whichever factor is narrower
+                out = w_rows[j].view_as(lin.weight)
+                if blocks[j] is not None:
+                    s, e, c = blocks[j]
+                    torch.mm(delta[s:e].T, a[s:e], out=out).mul_(c)
+                elif delta.shape[1] <= a.shape[1]:
+                    torch.mm(torch.mul(delta, cot[j, :, None], out=scratch[:delta.numel()].view_as(delta)).T, a,
+                             out=out)
+                else:
+                    torch.mm(delta.T, torch.mul(a, cot[j, :, None], out=scratch[:a.numel()].view_as(a)), out=out)
+            if lin.bias is not None:
+                torch.mm(cot, delta, out=views[id(lin.bias)])
+        if log_std is not None:
+            torch.mm(cot, signals[-1], out=views[id(log_std)])
+        return rows, logp
 
     @torch.no_grad()
     def apply(self, step: Tensor) -> tuple[float, str]:
@@ -132,6 +211,17 @@ class ActorUpdate(abc.ABC):
             p.add_(step[offset:offset + n].view_as(p))
             offset += n
         return float(step.norm()), ""
+
+
+def _constant_block(row: Tensor) -> tuple[int, int, float] | None:
+    """``(s, e, c)`` if ``row`` is ``c`` on ``s..e-1`` and zero elsewhere (``c ≠ 0``), else ``None``."""
+    nz = torch.nonzero(row).flatten()
+    if len(nz) == 0:
+        return None
+    s, e = int(nz[0]), int(nz[-1]) + 1
+    if e - s != len(nz) or not bool((row[s:e] == row[s]).all()):
+        return None
+    return s, e, float(row[s])
 
 
 def flatten(tensors: Sequence[Tensor]) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from natpg.curvature import sherman_morrison_solve
@@ -40,15 +41,19 @@ class ShermanMorrisonUpdate(ActorUpdate):
         b = n if self.batch_size is None else self.batch_size
         if n % b:
             raise ValueError(f"batch_size B={b} must divide the batch length N={n}")
+        if b == 1 and self.ent_coef == 0:
+            info = self._single_sample_steps(batch)
+            if info is not None:
+                return info
         dtype = batch.advantages.dtype
-        total = torch.zeros(self.n_params, dtype=dtype)
+        total = torch.zeros(self.n_params, dtype=dtype) if b < n else None
         losses, skipped, reason = [], 0, ""
         for start in range(0, n, b):
             mb = batch.slice(start, start + b)
             weights = torch.full((1, b), 1.0 / b, dtype=dtype)
             rows, loss = self.batched_scores(mb, weights)
             g, score_mean = rows[0], rows[1]
-            step = self.lr * sherman_morrison_solve(g, score_mean, self.damping)
+            step = sherman_morrison_solve(g, score_mean, self.damping).mul_(self.lr)
             norm, why = self.apply(step)
             losses.append(loss)
             if why:
@@ -61,3 +66,45 @@ class ShermanMorrisonUpdate(ActorUpdate):
             update_norm = float(total.norm())
         return UpdateInfo(actor_loss=sum(losses) / len(losses), update_norm=update_norm, skipped=skipped,
                           skip_reason=reason, extras={"n_substeps": n // b})
+
+    def _single_sample_steps(self, batch: ActorBatch) -> UpdateInfo | None:
+        r"""Algorithm 1 (B = 1) on the per-sample fast path; ``None`` if the actor has none.
+
+        For ``i = 1..N`` in order, at the current θ: ``ℓ_i`` from the actor's
+        hand-derived backward pass (:meth:`natpg.policies.NumpyPolicy.score`),
+        ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i``, which for ``u = ℓ_i``
+        is the Sherman–Morrison closed form ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``
+        (SPEC §2; the identity ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``).
+        Nothing is batched: each step sees the θ left by the previous one. What is
+        saved is per-step overhead (autograd graph, Distribution objects, slicing,
+        small-tensor dispatch), not arithmetic.
+        """
+        if [id(p) for p in self.params] != [id(p) for p in self.actor.parameters()]:
+            return None
+        obs, actions, adv = batch.obs.numpy(), batch.actions.numpy(), batch.advantages.numpy()
+        policy = self.actor.numpy_policy(obs.dtype)
+        if policy is None or obs.dtype != adv.dtype:
+            return None
+        d = self.n_params
+        ell = np.empty(d, dtype=obs.dtype)
+        step = np.empty_like(ell)
+        total = np.zeros_like(ell)
+        step_views, offset = [], 0
+        for p in self.params:  # torch views of the step buffer, one per parameter (no copies)
+            step_views.append(torch.from_numpy(step[offset:offset + p.numel()]).view_as(p))
+            offset += p.numel()
+        loss_sum, skipped, reason = 0.0, 0, ""
+        for i in range(len(batch)):
+            logp = policy.score(obs[i], actions[i], ell)
+            a_i = float(adv[i])
+            # (λI + ℓℓᵀ)⁻¹ (A ℓ) = A ℓ / (λ + ℓᵀℓ): Sherman–Morrison with u = ℓ, g = A ℓ, in closed form.
+            np.multiply(ell, self.lr * a_i / (self.damping + float(ell @ ell)), out=step)
+            loss_sum -= logp * a_i
+            if not np.isfinite(step).all():
+                skipped, reason = skipped + 1, "non-finite step"
+                continue
+            with torch.no_grad():
+                torch._foreach_add_(self.params, step_views)
+            total += step
+        return UpdateInfo(actor_loss=loss_sum / len(batch), update_norm=float(np.linalg.norm(total)),
+                          skipped=skipped, skip_reason=reason, extras={"n_substeps": len(batch)})
