@@ -81,7 +81,9 @@ def test_sherman_morrison_rejects_shape_mismatch():
         sherman_morrison_solve(torch.ones(3), torch.ones(4), 1.0)
 
 
-finite = st.floats(min_value=-1e3, max_value=1e3, allow_nan=False, allow_infinity=False, width=64)
+# Normal floats only (|v| ≥ 1e-100 or 0): subnormal inputs and results carry fewer significant bits,
+# which no solver can recover.
+finite = st.one_of(st.just(0.0), st.floats(min_value=1e-100, max_value=1e3), st.floats(min_value=-1e3, max_value=-1e-100))
 
 
 @settings(max_examples=150, deadline=None)

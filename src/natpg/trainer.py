@@ -41,7 +41,7 @@ from torch.distributions import kl_divergence
 from natpg.advantages import compute_gae
 from natpg.checkpoint import (load_checkpoint, read_csv_rows, remove_stale_temp_files, save_checkpoint,
                               truncate_csv)
-from natpg.config import ConfigError, TrainConfig, Vectorization
+from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
 from natpg.guards import SkipCounter, TrainingDiverged, all_finite, restore, rollout_fault, snapshot
@@ -176,10 +176,11 @@ class Trainer:
 
     def _pickled_envs(self) -> bytes | None:
         """The vector env as bytes when a pickle round trip keeps its state, else ``None``."""
-        if self.cfg.vectorization is not Vectorization.SYNC:
+        if self.cfg.vectorization is not Vectorization.SYNC or self.cfg.env_backend is not EnvBackend.GYMNASIUM:
             return None
         inner = self.envs.unwrapped if hasattr(self.envs, "unwrapped") else self.envs
-        if any(isinstance(e.unwrapped, gym.utils.EzPickle) for e in getattr(inner, "envs", [None])):
+        copies = getattr(inner, "envs", None)
+        if not copies or any(isinstance(e.unwrapped, gym.utils.EzPickle) for e in copies):
             return None  # EzPickle re-runs the constructor: a fresh simulator, not this one
         try:
             return pickle.dumps(self.envs)

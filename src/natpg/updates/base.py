@@ -145,7 +145,8 @@ class ActorUpdate(abc.ABC):
         Returns:
             ``(rows, log_probs)``: ``(m, d)`` in :attr:`params` order and ``(N,)``.
         """
-        layers = self.actor.linear_layers()
+        linear_layers = getattr(self.actor, "linear_layers", None)  # stand-in actors (natpg.optim) have none
+        layers = linear_layers() if linear_layers is not None else None
         if layers is None:
             return None
         owned = [t for lin in layers for t in (lin.weight, lin.bias) if t is not None]

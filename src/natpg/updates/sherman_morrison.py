@@ -82,7 +82,8 @@ class ShermanMorrisonUpdate(ActorUpdate):
         if [id(p) for p in self.params] != [id(p) for p in self.actor.parameters()]:
             return None
         obs, actions, adv = batch.obs.numpy(), batch.actions.numpy(), batch.advantages.numpy()
-        policy = self.actor.numpy_policy(obs.dtype)
+        numpy_policy = getattr(self.actor, "numpy_policy", None)
+        policy = numpy_policy(obs.dtype) if numpy_policy is not None else None
         if policy is None or obs.dtype != adv.dtype:
             return None
         d = self.n_params
