@@ -107,6 +107,8 @@ def evaluate(actor: Actor, env_id: str, n_episodes: int, seed: int, deterministi
         video = Path(video)
         if video.suffix.lower() not in VIDEO_SUFFIXES:
             raise ConfigError(f"--video {str(video)!r} must end in {' or '.join(VIDEO_SUFFIXES)}")
+        if not video.parent.is_dir():
+            raise ConfigError(f"--video {str(video)!r}: folder {str(video.parent)!r} does not exist")
     env = _make_eval_env(env_id, max_episode_steps, render=video is not None)
     returns, lengths = [], []
     try:
