@@ -137,9 +137,13 @@ def _fmt(v: Any) -> Any:
 class RunLog:
     """All files of one run folder."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, config: dict[str, Any] | None = None) -> None:
+        """Open (creating if needed) the run folder's logs. ``config`` is written first, before any
+        CSV exists, so a folder that holds logs always holds its config too."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            self.write_config(config)
         self.episodes = CSVLog(self.run_dir / EPISODES_FILE, EPISODE_COLUMNS)
         self.iterations = CSVLog(self.run_dir / ITERATIONS_FILE, ITERATION_COLUMNS)
         self._eval: CSVLog | None = None

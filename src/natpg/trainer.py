@@ -23,6 +23,7 @@ appends to the same logs. What a resume restores:
 
 from __future__ import annotations
 
+import json
 import math
 import pickle
 import random
@@ -39,8 +40,8 @@ import torch
 from torch.distributions import kl_divergence
 
 from natpg.advantages import compute_gae
-from natpg.checkpoint import (load_checkpoint, read_csv_rows, remove_stale_temp_files, save_checkpoint,
-                              truncate_csv)
+from natpg.checkpoint import (checkpoint_path, load_checkpoint, read_csv_rows, remove_stale_temp_files,
+                              save_checkpoint, truncate_csv)
 from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
@@ -48,8 +49,8 @@ from natpg.guards import SkipCounter, TrainingDiverged, all_finite, restore, rol
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
-from natpg.runlog import (EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog, TensorBoardLog,
-                          check_tensorboard)
+from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog,
+                          TensorBoardLog, check_tensorboard)
 from natpg.updates import ActorBatch, UpdateInfo, make_update
 
 RESUME_SEED_STRIDE = 10_007
@@ -304,7 +305,7 @@ class Trainer:
         ``resumed`` (set by :func:`resume`) appends to the existing logs.
         """
         cfg = self.cfg
-        log = RunLog(run_dir) if run_dir is not None else None
+        log = RunLog(run_dir, config=cfg.to_dict()) if run_dir is not None else None
         tb = None
         saved_at = -1
         episodes = self.episodes
@@ -313,7 +314,10 @@ class Trainer:
         bar = _ProgressBar(cfg.total_steps, enabled=progress)
         try:
             if log is not None:
-                log.write_config(cfg.to_dict())
+                if not resumed and self.iteration == 0:
+                    # A checkpoint before the first iteration: a run killed at any later moment is resumable.
+                    save_checkpoint(log.run_dir, self.state_dict())
+                    saved_at = 0
                 if cfg.tensorboard:
                     tb = TensorBoardLog(log.run_dir / TENSORBOARD_DIR,
                                         purge_step=self.global_step + 1 if resumed else None)
@@ -410,6 +414,8 @@ def resume(run_dir: str | Path, total_steps: int | None = None, progress: bool =
         ConfigError: ``run_dir`` has no readable checkpoint, or ``total_steps`` is invalid.
     """
     run_dir = Path(run_dir)
+    if not checkpoint_path(run_dir).is_file() and (run_dir / CONFIG_FILE).is_file():
+        return _restart(run_dir, total_steps, progress)
     state = load_checkpoint(run_dir)
     cfg = TrainConfig.from_dict(state["config"])
     if total_steps is not None:
@@ -427,6 +433,22 @@ def resume(run_dir: str | Path, total_steps: int | None = None, progress: bool =
         trainer.close()
         raise
     return trainer.run(run_dir, progress=progress, resumed=True)
+
+
+def _restart(run_dir: Path, total_steps: int | None, progress: bool) -> TrainResult:
+    """Start a run over in its own folder: it was killed before its first checkpoint was on disk
+    (between creating the folder and saving the iteration-0 checkpoint), so nothing can be kept."""
+    try:
+        cfg = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"run folder {str(run_dir)!r} has no checkpoint and an unreadable {CONFIG_FILE}: {exc}") \
+            from None
+    if total_steps is not None:
+        cfg = cfg.override(total_steps=total_steps)
+    trainer = Trainer(cfg)
+    for name in (ITERATIONS_FILE, EVAL_FILE, EPISODES_FILE):
+        (run_dir / name).unlink(missing_ok=True)
+    return trainer.run(run_dir, progress=progress)
 
 
 class _ProgressBar:
