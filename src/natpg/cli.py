@@ -150,6 +150,56 @@ def bench(
     raise typer.Exit(code=_run_grid_command(runs, out, backend, workers, ray_address, quiet))
 
 
+@app.command()
+def report(
+    root: Path = typer.Argument(..., help="A grid folder written by `natpg bench` (any folder of run folders)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: ROOT/report)."),
+    thresholds: Optional[List[str]] = typer.Option(None, "--threshold",
+                                                   help="Return threshold for one env: ENV_ID=VALUE (repeatable)."),
+    title: str = typer.Option("natpg results", "--title", help="Title of report.md."),
+) -> None:
+    """Tables, learning curves, thresholds, aggregate and wall-clock from the run folders alone."""
+    from natpg.experiments.report import parse_threshold, write_report
+
+    try:
+        path = write_report(root, out, dict(parse_threshold(t) for t in thresholds or []), title=title)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def ablation(
+    out: Path = typer.Option(..., "--out", help="Folder for the runs (OUT/ENV/smac-BN/seedN) and the report (OUT/report)."),
+    envs: str = typer.Option("HalfCheetah-v5,Hopper-v5", "--envs", help="Comma-separated env ids."),
+    batch_sizes: str = typer.Option("1,1000", "--batch-sizes", help="SMAC mini-batch sizes B to compare."),
+    seeds: str = _GRID_OPTS["seeds"],
+    steps: Optional[int] = _GRID_OPTS["steps"],
+    workers: Optional[int] = _GRID_OPTS["workers"],
+    backend: str = _GRID_OPTS["backend"],
+    ray_address: Optional[str] = _GRID_OPTS["ray_address"],
+    settings: Optional[List[str]] = _GRID_OPTS["settings"],
+    quiet: bool = _GRID_OPTS["quiet"],
+) -> None:
+    """SPEC §4's batch-size ablation: SMAC with B = 1 against B = 1000; returns and wall-clock in one report."""
+    from natpg.experiments.grid import split_list
+    from natpg.experiments.report import write_report
+
+    try:
+        sizes = [int(b) for b in split_list(batch_sizes)]
+    except ValueError:
+        raise _fail(f"--batch-sizes {batch_sizes!r} must be comma-separated integers, e.g. 1,1000") from None
+    try:
+        runs = _grid_options_to_runs(envs, None, "smac", seeds, steps, settings, out,
+                                     variants=[{"batch_size": b} for b in sizes])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    code = _run_grid_command(runs, out, backend, workers, ray_address, quiet)
+    path = write_report(out, out / "report", title="SMAC batch-size ablation: B = " + " vs B = ".join(map(str, sizes)))
+    typer.echo(f"report: {path}")
+    raise typer.Exit(code=code)
+
+
 def main() -> None:
     app()
 

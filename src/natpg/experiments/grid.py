@@ -260,6 +260,9 @@ class _RayPool:
             if address:
                 ray.init(address=address, runtime_env=env, log_to_driver=False)
             else:
+                # Ray lowers its workers' priority (nice 15) by default; here they are the job's main work,
+                # and on a busy machine a niced worker can wait minutes just to import torch.
+                os.environ.setdefault("RAY_worker_niceness", "0")
                 ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
                          runtime_env=env)
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
