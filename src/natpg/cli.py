@@ -157,12 +157,16 @@ def report(
     thresholds: Optional[List[str]] = typer.Option(None, "--threshold",
                                                    help="Return threshold for one env: ENV_ID=VALUE (repeatable)."),
     title: str = typer.Option("natpg results", "--title", help="Title of report.md."),
+    notes: Optional[Path] = typer.Option(None, "--notes", help="A Markdown file to put under the title."),
 ) -> None:
     """Tables, learning curves, thresholds, aggregate and wall-clock from the run folders alone."""
     from natpg.experiments.report import parse_threshold, write_report
 
     try:
-        path = write_report(root, out, dict(parse_threshold(t) for t in thresholds or []), title=title)
+        if notes is not None and not notes.is_file():
+            raise ConfigError(f"--notes {str(notes)!r} is not a file")
+        text = notes.read_text() if notes is not None else ""
+        path = write_report(root, out, dict(parse_threshold(t) for t in thresholds or []), title=title, notes=text)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     typer.echo(f"report: {path}")

@@ -32,7 +32,8 @@ import numpy as np
 import pandas as pd
 
 from natpg.config import ConfigError
-from natpg.experiments.store import RunRecord, find_runs
+from natpg.experiments.store import RunRecord, find_runs, read_json
+from natpg.runlog import SYSTEM_FILE
 
 N_BINS = 100
 EWM_ALPHA = 0.1
@@ -339,6 +340,20 @@ def inventory(runs: pd.DataFrame, envs: list[str], labels: list[str]) -> tuple[l
             "missing"], rows
 
 
+def machine_line(runs: Sequence[RunRecord]) -> str:
+    """The machines the runs were made on, from their ``system.json`` files."""
+    seen: dict[str, int] = {}
+    for run in runs:
+        rec = read_json(run.path / SYSTEM_FILE)
+        if rec:
+            key = (f"Python {rec.get('python')}, torch {rec.get('torch')}, Gymnasium {rec.get('gymnasium')}, "
+                   f"{rec.get('cpu_count')} CPU cores, {rec.get('torch_threads')} torch thread(s), {rec.get('platform')}")
+            seen[key] = seen.get(key, 0) + 1
+    if not seen:
+        return "Machine: not recorded."
+    return "Machine (from the runs' `system.json`): " + "; ".join(f"{k} ({n} runs)" for k, n in seen.items()) + "."
+
+
 def write_report(root: str | Path, out: str | Path | None = None, thresholds: Mapping[str, float] | None = None,
                  title: str = "natpg results", bootstrap_reps: int = 2000, notes: str = "") -> Path:
     """Read every run folder under ``root`` and write the report into ``out`` (default ``root/report``).
@@ -378,6 +393,8 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
            f"environment steps; a bin's value is the mean return of the episodes that end in it; bins are smoothed "
            f"with an exponentially weighted mean (α = {EWM_ALPHA}). Final score = the last smoothed bin. "
            f"± is the standard deviation over seeds (ddof = 0).", ""]
+
+    md += [machine_line(runs), ""]
 
     md += ["## Final score", "", "Mean ± std over seeds of the final score; the best mean per row in **bold**. "
            "CSV: [table.csv](table.csv), per run: [runs.csv](runs.csv).", ""]
