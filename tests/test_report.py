@@ -194,6 +194,8 @@ def test_report_command(hand_runs, tmp_path):
     (["bench", "--out", "{tmp}/g", "--envs", "CartPole-v1", "--seeds", "4-1"], "--seeds '4-1' is not a seed list"),
     (["bench", "--out", "{tmp}/g", "--envs", "CartPole-v1", "--backend", "slurm"], "unknown backend 'slurm'"),
     (["bench", "--out", "{tmp}/g", "--envs", "CartPole-v1", "--set", "dampng=1"], "did you mean 'damping'?"),
+    (["bench", "--out", "{tmp}/g", "--envs", "CartPole-v1", "--backend", "ray", "--ray-address", "127.0.0.1:1"],
+     "cannot connect to the Ray cluster at --ray-address '127.0.0.1:1'"),
     (["ablation", "--out", "{tmp}/g", "--batch-sizes", "1,7"], "batch_size (B) = 7 must divide n_steps (T) = 1000"),
 ])
 def test_bad_experiment_input_gives_one_error_line(tmp_path, args, message):

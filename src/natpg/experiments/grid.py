@@ -245,6 +245,19 @@ class _LocalPool:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``HOST:PORT`` Ray address nothing listens on (``ray.init`` would retry for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", "ray://..." and other forms are left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address!r}: {exc}") from None
+
+
 class _RayPool:
     """Ray tasks with one CPU each, on ``address`` or on a local cluster started here."""
 
@@ -258,7 +271,12 @@ class _RayPool:
         if self._started:
             env = {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}}
             if address:
-                ray.init(address=address, runtime_env=env, log_to_driver=False)
+                _check_reachable(address)
+                try:
+                    ray.init(address=address, runtime_env=env, log_to_driver=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address!r}: "
+                                      f"{str(exc).splitlines()[0]}") from None
             else:
                 # Ray lowers its workers' priority (nice 15) by default; here they are the job's main work,
                 # and on a busy machine a niced worker can wait minutes just to import torch.
