@@ -21,7 +21,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
 from concurrent.futures import wait as futures_wait
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -221,24 +221,29 @@ class _LocalPool:
         self.workers = workers
         self._ctx = multiprocessing.get_context("spawn")
         self._pool = self._new_pool()
+        self._owner: dict[Future, ProcessPoolExecutor] = {}
 
     def _new_pool(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx, initializer=_one_thread)
 
     def submit(self, spec: dict[str, Any]) -> Future:
-        return self._pool.submit(execute_run, spec)
+        future = self._pool.submit(execute_run, spec)
+        self._owner[future] = self._pool
+        return future
 
     def wait(self, handles: list[Any], timeout: float) -> list[Any]:
         done, _ = futures_wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
         return list(done)
 
     def result(self, handle: Future) -> dict[str, Any]:
+        owner = self._owner.pop(handle, None)
         try:
             return handle.result()
         except BrokenProcessPool:
-            # A worker died (killed, out of memory): the pool is unusable; start a new one.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = self._new_pool()
+            # A worker died (killed, out of memory): its pool is unusable; start a new one, once per broken pool.
+            if owner is self._pool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
             raise
 
     def close(self) -> None:
@@ -311,9 +316,6 @@ class GridOutcome:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     wall_time_s: float = 0.0
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _steps_logged(run: GridRun) -> int:
@@ -405,7 +407,10 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
     outcome = GridOutcome()
     todo = []
     for run in runs:
-        (outcome.skipped.append(run.name) if is_finished(run.run_dir) else todo.append(run))
+        if is_finished(run.run_dir):
+            outcome.skipped.append(run.name)
+        else:
+            todo.append(run)
     start = time.perf_counter()
     if not todo:
         return outcome
