@@ -169,6 +169,127 @@ def presets() -> None:
         typer.echo(f"{name:<12} {entry['env_id']:<16} total_steps={entry['total_steps']:,}")
 
 
+# --------------------------------------------------------------------------- experiments (grid, report)
+
+def _grid_options_to_runs(envs: Optional[str], suite: Optional[str], algos: str, seeds: str, steps: Optional[int],
+                          settings: Optional[List[str]], out: Path, variants=None):
+    """Parse the grid options of ``bench``/``ablation`` into validated runs (ConfigError on bad input)."""
+    from natpg.experiments import grid
+
+    if envs and suite:
+        raise ConfigError("give --envs or --suite, not both")
+    if not envs and not suite:
+        raise ConfigError("give --envs (e.g. CartPole-v1,Acrobot-v1) or --suite (classic, mujoco or paper)")
+    env_list = grid.split_list(envs) if envs else list(grid.SUITE_ENVS[grid.parse_choice(grid.Suite, suite, "suite")])
+    overrides = dict(parse_setting(s) for s in settings or [])
+    if steps is not None:
+        overrides["total_steps"] = steps
+    runs = grid.plan_grid(env_list, grid.split_list(algos), grid.parse_seeds(seeds), out, overrides, variants)
+    grid.check_env_ids(runs)
+    return runs
+
+
+def _run_grid_command(runs, out: Path, backend: str, workers: Optional[int], ray_address: Optional[str],
+                      quiet: bool) -> int:
+    from natpg.experiments import grid
+
+    try:
+        outcome = grid.run_grid(runs, backend, workers, ray_address, display=not quiet)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(grid.summarize(outcome, out))
+    return 1 if outcome.failed else 0
+
+
+_GRID_OPTS = dict(
+    envs=typer.Option(None, "--envs", help="Comma-separated env ids or preset names, e.g. CartPole-v1,Acrobot-v1."),
+    suite=typer.Option(None, "--suite", help="A named env set instead of --envs: classic, mujoco or paper."),
+    seeds=typer.Option("0-4", "--seeds", help="Seeds, e.g. 0-4 or 0,2,7."),
+    steps=typer.Option(None, "--steps", help="Budget per run in env steps (default: each env's preset)."),
+    workers=typer.Option(None, "--workers", help="Runs at a time (default: the cores, or the Ray cluster's CPUs)."),
+    backend=typer.Option("local", "--backend", help="local (process pool) or ray."),
+    ray_address=typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start a local one)."),
+    settings=typer.Option(None, "--set", help="Override a config field for every run: key=value (repeatable)."),
+    quiet=typer.Option(False, "--quiet", help="No live display."),
+)
+
+
+@app.command()
+def bench(
+    out: Path = typer.Option(..., "--out", help="Grid folder: runs go to OUT/ENV/ALGO/seedN."),
+    envs: Optional[str] = _GRID_OPTS["envs"],
+    suite: Optional[str] = _GRID_OPTS["suite"],
+    algos: str = typer.Option("smac,ac-sgd,ac-adam,ac-cg", "--algos", help="Comma-separated algorithms."),
+    seeds: str = _GRID_OPTS["seeds"],
+    steps: Optional[int] = _GRID_OPTS["steps"],
+    workers: Optional[int] = _GRID_OPTS["workers"],
+    backend: str = _GRID_OPTS["backend"],
+    ray_address: Optional[str] = _GRID_OPTS["ray_address"],
+    settings: Optional[List[str]] = _GRID_OPTS["settings"],
+    quiet: bool = _GRID_OPTS["quiet"],
+) -> None:
+    """Run every (env, algorithm, seed) as its own training run; a rerun skips finished runs."""
+    try:
+        runs = _grid_options_to_runs(envs, suite, algos, seeds, steps, settings, out)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    raise typer.Exit(code=_run_grid_command(runs, out, backend, workers, ray_address, quiet))
+
+
+@app.command()
+def report(
+    root: Path = typer.Argument(..., help="A grid folder written by `natpg bench` (any folder of run folders)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Report folder (default: ROOT/report)."),
+    thresholds: Optional[List[str]] = typer.Option(None, "--threshold",
+                                                   help="Return threshold for one env: ENV_ID=VALUE (repeatable)."),
+    title: str = typer.Option("natpg results", "--title", help="Title of report.md."),
+    notes: Optional[Path] = typer.Option(None, "--notes", help="A Markdown file to put under the title."),
+) -> None:
+    """Tables, learning curves, thresholds, aggregate and wall-clock from the run folders alone."""
+    from natpg.experiments.report import parse_threshold, write_report
+
+    try:
+        if notes is not None and not notes.is_file():
+            raise ConfigError(f"--notes {str(notes)!r} is not a file")
+        text = notes.read_text() if notes is not None else ""
+        path = write_report(root, out, dict(parse_threshold(t) for t in thresholds or []), title=title, notes=text)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    typer.echo(f"report: {path}")
+
+
+@app.command()
+def ablation(
+    out: Path = typer.Option(..., "--out", help="Folder for the runs (OUT/ENV/smac-BN/seedN) and the report (OUT/report)."),
+    envs: str = typer.Option("HalfCheetah-v5,Hopper-v5", "--envs", help="Comma-separated env ids."),
+    batch_sizes: str = typer.Option("1,1000", "--batch-sizes", help="SMAC mini-batch sizes B to compare."),
+    seeds: str = _GRID_OPTS["seeds"],
+    steps: Optional[int] = _GRID_OPTS["steps"],
+    workers: Optional[int] = _GRID_OPTS["workers"],
+    backend: str = _GRID_OPTS["backend"],
+    ray_address: Optional[str] = _GRID_OPTS["ray_address"],
+    settings: Optional[List[str]] = _GRID_OPTS["settings"],
+    quiet: bool = _GRID_OPTS["quiet"],
+) -> None:
+    """SPEC §4's batch-size ablation: SMAC with B = 1 against B = 1000; returns and wall-clock in one report."""
+    from natpg.experiments.grid import split_list
+    from natpg.experiments.report import write_report
+
+    try:
+        sizes = [int(b) for b in split_list(batch_sizes)]
+    except ValueError:
+        raise _fail(f"--batch-sizes {batch_sizes!r} must be comma-separated integers, e.g. 1,1000") from None
+    try:
+        runs = _grid_options_to_runs(envs, None, "smac", seeds, steps, settings, out,
+                                     variants=[{"batch_size": b} for b in sizes])
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    code = _run_grid_command(runs, out, backend, workers, ray_address, quiet)
+    path = write_report(out, out / "report", title="SMAC batch-size ablation: B = " + " vs B = ".join(map(str, sizes)))
+    typer.echo(f"report: {path}")
+    raise typer.Exit(code=code)
+
+
 def main() -> None:
     app()
 

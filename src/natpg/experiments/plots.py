@@ -49,3 +49,59 @@ def plot_run(run_dir: Path, out: Path | None = None, window: int = 20) -> Path:
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return out
+
+
+# --------------------------------------------------------------------------- grid report figures
+
+def _save(fig: "plt.Figure", out_base: Path) -> list[Path]:
+    """Save ``fig`` as ``out_base.png`` and ``out_base.svg``; return both paths."""
+    paths = [Path(f"{out_base}.png"), Path(f"{out_base}.svg")]
+    fig.tight_layout()
+    for p in paths:
+        fig.savefig(p, dpi=120)
+    plt.close(fig)
+    return paths
+
+
+def plot_group_curves(curves: pd.DataFrame, env_id: str, column: str, ylabel: str, out_base: Path,
+                      labels: list[str]) -> list[Path]:
+    """One env's smoothed binned curves: for each label the mean over seeds with a ±1 std band.
+
+    ``curves`` is the long table of :func:`natpg.experiments.report.collect` (columns env_id,
+    label, seed, step, and ``column``).
+    """
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    env = curves[curves["env_id"] == env_id]
+    for label in labels:
+        grp = env[env["label"] == label]
+        if grp.empty:
+            continue
+        wide = grp.pivot(index="step", columns="seed", values=column)
+        mean, std = wide.mean(axis=1), wide.std(axis=1, ddof=0)
+        n = wide.shape[1]
+        line, = ax.plot(wide.index, mean, lw=1.8, label=f"{label} ({n} seed{'s' if n != 1 else ''})")
+        ax.fill_between(wide.index, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel(ylabel)
+    ax.set_title(env_id)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+        ax.legend(loc="best", fontsize=8)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 0))
+    return _save(fig, out_base)
+
+
+def plot_aggregate(aggregate: pd.DataFrame, out_base: Path) -> list[Path]:
+    """IQM of min-max normalised final scores per label, with its 95% bootstrap CI as an error bar."""
+    fig, ax = plt.subplots(figsize=(6.4, 0.6 * max(len(aggregate), 2) + 1.2))
+    y = range(len(aggregate))
+    iqm = aggregate["iqm"].to_numpy(dtype=float)
+    err = [iqm - aggregate["ci_low"].to_numpy(dtype=float), aggregate["ci_high"].to_numpy(dtype=float) - iqm]
+    ax.errorbar(iqm, list(y), xerr=err, fmt="o", capsize=4)
+    ax.set_yticks(list(y), aggregate["label"].tolist())
+    ax.set_xlim(-0.05, 1.05)
+    ax.set_ylim(-0.6, len(aggregate) - 0.4)
+    ax.set_xlabel("IQM of min-max normalised final score (95% stratified bootstrap CI)")
+    ax.grid(alpha=0.3, axis="x")
+    ax.invert_yaxis()
+    return _save(fig, out_base)

@@ -1,0 +1,465 @@
+"""Grid runner: every (env, algorithm, seed) as its own training run, on a process pool or on Ray.
+
+Each run goes through the trainer's public API only (:func:`natpg.make_config`,
+:func:`natpg.train`) and writes its own folder (see :mod:`natpg.experiments.store`).
+The grid is restartable: a finished run (its ``summary.json`` exists) is skipped,
+an unfinished one is deleted and trained again from scratch, and a run that
+raises leaves an ``error.json`` with its traceback while the others go on.
+
+Example:
+    >>> runs = plan_grid(["CartPole-v1"], ["smac", "ac-sgd"], [0, 1], "runs/demo", {"total_steps": 2000})
+    >>> [(r.label, r.seed) for r in runs]
+    [('smac', 0), ('ac-sgd', 0), ('smac', 1), ('ac-sgd', 1)]
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import shutil
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import wait as futures_wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from natpg.config import ConfigError
+from natpg.experiments.store import ERROR_FILE, is_finished, run_folder, variant_label, write_error
+from natpg.runlog import ITERATIONS_FILE
+
+
+class Backend(str, enum.Enum):
+    """Where the runs of a grid execute."""
+
+    LOCAL = "local"  #: a process pool on this machine, one torch thread per worker
+    RAY = "ray"      #: Ray tasks (one CPU each) on an existing cluster or a local one started for the job
+
+
+class Suite(str, enum.Enum):
+    """Named sets of environments (the paper's two halves, or both)."""
+
+    CLASSIC = "classic"
+    MUJOCO = "mujoco"
+    PAPER = "paper"
+
+
+SUITE_ENVS: dict[Suite, tuple[str, ...]] = {
+    Suite.CLASSIC: ("CartPole-v1", "Acrobot-v1", "Pendulum-v1"),
+    Suite.MUJOCO: ("HalfCheetah-v5", "Hopper-v5", "Swimmer-v5", "Walker2d-v5", "Humanoid-v5", "Pusher-v5"),
+}
+SUITE_ENVS[Suite.PAPER] = SUITE_ENVS[Suite.CLASSIC] + SUITE_ENVS[Suite.MUJOCO]
+
+PAPER_ALGOS = ("smac", "ac-sgd", "ac-adam", "ac-cg")
+
+
+def parse_choice(enum_cls: type[enum.Enum], value: str, what: str) -> Any:
+    """``enum_cls(value)`` with one clear :class:`ConfigError` naming the allowed values."""
+    try:
+        return enum_cls(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(str(e.value) for e in enum_cls)
+        raise ConfigError(f"unknown {what} {value!r}; allowed: {allowed}") from None
+
+
+def parse_seeds(text: str) -> list[int]:
+    """Seeds from ``"0-4"``, ``"0,2,7"`` or a mix such as ``"0-2,9"`` (order kept, duplicates dropped).
+
+    Example:
+        >>> parse_seeds("0-2,7")
+        [0, 1, 2, 7]
+    """
+    seeds: list[int] = []
+    try:
+        for part in (p.strip() for p in str(text).split(",")):
+            if not part:
+                continue
+            lo, sep, hi = part.partition("-")
+            span = range(int(lo), int(hi) + 1) if sep else [int(lo)]
+            if sep and int(hi) < int(lo):
+                raise ValueError
+            seeds.extend(s for s in span if s not in seeds)
+    except ValueError:
+        raise ConfigError(f"--seeds {text!r} is not a seed list; allowed: e.g. 0-4 or 0,2,7") from None
+    if not seeds or min(seeds) < 0:
+        raise ConfigError(f"--seeds {text!r} is not a seed list; allowed: integers >= 0, e.g. 0-4 or 0,2,7")
+    return seeds
+
+
+def split_list(text: str) -> list[str]:
+    """``"a,b , c"`` → ``['a', 'b', 'c']``."""
+    return [p.strip() for p in str(text).split(",") if p.strip()]
+
+
+@dataclass(frozen=True)
+class GridRun:
+    """One (env, algorithm, seed) training run of a grid, and where it writes."""
+
+    env: str
+    algo: str
+    seed: int
+    overrides: Mapping[str, Any]
+    run_dir: Path
+    env_id: str
+    label: str
+    total_steps: int
+    n_steps: int
+
+    @property
+    def name(self) -> str:
+        return f"{self.env_id} {self.label} seed{self.seed}"
+
+    def spec(self) -> dict[str, Any]:
+        """Plain, picklable description sent to a worker (and stored in ``error.json``)."""
+        return {"env": self.env, "algo": self.algo, "seed": self.seed, "overrides": dict(self.overrides),
+                "run_dir": str(self.run_dir), "env_id": self.env_id, "batch_size": self.overrides.get("batch_size"),
+                "total_steps": self.total_steps}
+
+
+def plan_grid(envs: Sequence[str], algos: Sequence[str], seeds: Sequence[int], out: str | Path,
+              overrides: Mapping[str, Any] | None = None,
+              variants: Sequence[Mapping[str, Any]] | None = None) -> list[GridRun]:
+    """The runs of ``envs × algos × seeds``, validated, in the order they will start.
+
+    Order is env-major, then seed, then algorithm, so a grid stopped early has the
+    same number of seeds for every algorithm of the envs it reached.
+
+    Args:
+        envs: Gymnasium ids or preset short names.
+        algos: algorithm names (see :class:`natpg.Algo`).
+        seeds: random seeds.
+        out: the grid folder; run folders go to ``out/ENV/LABEL/seedN``.
+        overrides: config fields set for every run (e.g. ``{"total_steps": 20_000}``).
+        variants: extra override sets crossed with each algorithm (e.g. ``[{"batch_size": 1},
+            {"batch_size": 1000}]`` for the batch-size ablation); ``None`` is one plain variant.
+
+    Raises:
+        ConfigError: any run's config is invalid (nothing is run or written).
+    """
+    from natpg import make_config
+
+    if not envs or not algos or not seeds:
+        raise ConfigError("a grid needs at least one env, one algorithm and one seed")
+    runs: list[GridRun] = []
+    for env in envs:
+        for seed in seeds:
+            for algo in algos:
+                for variant in variants or [{}]:
+                    ov = {**dict(overrides or {}), **dict(variant)}
+                    cfg = make_config(env, algo, seed, ov)
+                    label = variant_label(cfg.to_dict())
+                    runs.append(GridRun(env=env, algo=cfg.algo.value, seed=seed, overrides=ov,
+                                        run_dir=run_folder(Path(out).absolute(), cfg.env_id, label, seed),
+                                        env_id=cfg.env_id, label=label, total_steps=cfg.total_steps,
+                                        n_steps=cfg.n_steps))
+    dirs = [r.run_dir for r in runs]
+    if len(set(dirs)) != len(dirs):
+        raise ConfigError("the grid names the same (env, algorithm, seed) twice; list each env, algorithm and seed once")
+    return runs
+
+
+def check_env_ids(runs: Sequence[GridRun]) -> None:
+    """Raise :class:`ConfigError` for an env id Gymnasium does not know (before anything runs)."""
+    import difflib
+
+    import gymnasium
+
+    for env_id in dict.fromkeys(r.env_id for r in runs):
+        if env_id not in gymnasium.registry:
+            close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"unknown env id {env_id!r}{hint}")
+
+
+# --------------------------------------------------------------------------- one run (in a worker)
+
+def _one_thread() -> None:
+    """Each worker uses one torch thread: runs are parallel across processes, not inside them."""
+    os.environ["OMP_NUM_THREADS"] = "1"
+    os.environ["MKL_NUM_THREADS"] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """Train one run of a grid in the current process; never raises for a failing run.
+
+    A finished folder is left alone (``skipped``); an unfinished one is deleted and
+    trained again from scratch. An exception inside training is written to
+    ``error.json`` (message and traceback) and reported as ``failed``.
+    """
+    from natpg import make_config, train
+
+    _one_thread()
+    run_dir = Path(spec["run_dir"])
+    if is_finished(run_dir):
+        return {"status": "skipped", "run_dir": str(run_dir)}
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+    start = time.perf_counter()
+    try:
+        cfg = make_config(spec["env"], spec["algo"], spec["seed"], spec["overrides"])
+        result = train(cfg, run_dir)
+    except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the grid goes on
+        write_error(run_dir, exc, spec)
+        return {"status": "failed", "run_dir": str(run_dir), "error": f"{type(exc).__name__}: {exc}",
+                "wall_time_s": time.perf_counter() - start}
+    return {"status": "finished", "run_dir": str(run_dir), "wall_time_s": result.wall_time_s,
+            "global_step": result.global_step, "final_return": result.final_return}
+
+
+# --------------------------------------------------------------------------- backends
+
+class _LocalPool:
+    """A spawn-based process pool (fresh interpreters: no forked torch state)."""
+
+    def __init__(self, workers: int) -> None:
+        import multiprocessing
+
+        self.workers = workers
+        self._ctx = multiprocessing.get_context("spawn")
+        self._pool = self._new_pool()
+        self._owner: dict[Future, ProcessPoolExecutor] = {}
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx, initializer=_one_thread)
+
+    def submit(self, spec: dict[str, Any]) -> Future:
+        future = self._pool.submit(execute_run, spec)
+        self._owner[future] = self._pool
+        return future
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        done, _ = futures_wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        return list(done)
+
+    def result(self, handle: Future) -> dict[str, Any]:
+        owner = self._owner.pop(handle, None)
+        try:
+            return handle.result()
+        except BrokenProcessPool:
+            # A worker died (killed, out of memory): its pool is unusable; start a new one, once per broken pool.
+            if owner is self._pool:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = self._new_pool()
+            raise
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
+    """Fail fast on a ``HOST:PORT`` Ray address nothing listens on (``ray.init`` would retry for minutes)."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", "ray://..." and other forms are left to Ray
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address!r}: {exc}") from None
+
+
+class _RayPool:
+    """Ray tasks with one CPU each, on ``address`` or on a local cluster started here."""
+
+    def __init__(self, workers: int | None, address: str | None) -> None:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigError("--backend ray needs Ray: pip install 'natpg[ray]'") from None
+        self._ray = ray
+        self._started = not ray.is_initialized()
+        if self._started:
+            env = {"env_vars": {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}}
+            if address:
+                _check_reachable(address)
+                try:
+                    ray.init(address=address, runtime_env=env, log_to_driver=False)
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise ConfigError(f"cannot connect to the Ray cluster at --ray-address {address!r}: "
+                                      f"{str(exc).splitlines()[0]}") from None
+            else:
+                # Ray lowers its workers' priority (nice 15) by default; here they are the job's main work,
+                # and on a busy machine a niced worker can wait minutes just to import torch.
+                os.environ.setdefault("RAY_worker_niceness", "0")
+                ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                         runtime_env=env)
+        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self._task = ray.remote(num_cpus=1, max_retries=0)(execute_run)
+
+    def submit(self, spec: dict[str, Any]) -> Any:
+        return self._task.remote(spec)
+
+    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
+        done, _ = self._ray.wait(handles, num_returns=1, timeout=timeout)
+        return list(done)
+
+    def result(self, handle: Any) -> dict[str, Any]:
+        return self._ray.get(handle)
+
+    def close(self) -> None:
+        if self._started:
+            self._ray.shutdown()
+
+
+# --------------------------------------------------------------------------- the grid
+
+@dataclass
+class GridOutcome:
+    """What happened to each run of a grid (run names, see :attr:`GridRun.name`)."""
+
+    finished: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def _steps_logged(run: GridRun) -> int:
+    """Steps a running run has logged so far (lines of its iterations.csv × T), for the time estimate."""
+    path = run.run_dir / ITERATIONS_FILE
+    try:
+        with open(path, "rb") as fh:
+            lines = sum(1 for _ in fh)
+    except OSError:
+        return 0
+    return min(max(lines - 1, 0) * run.n_steps, run.total_steps)
+
+
+def _fmt_duration(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"
+
+
+class _Display:
+    """Live view of a grid: runs done / running / failed and the time left (rich).
+
+    On a terminal it draws a progress bar; elsewhere (a log file) it prints one line per run.
+    Time left = remaining steps / steps per second achieved so far in this invocation.
+    """
+
+    def __init__(self, runs: Sequence[GridRun], n_skipped: int, enabled: bool) -> None:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.console = Console(stderr=True)
+        self.total_runs = len(runs) + n_skipped
+        self.todo_steps = sum(r.total_steps for r in runs)
+        self.enabled = enabled
+        self.start = time.perf_counter()
+        self._progress = Progress(
+            TextColumn("[bold]grid"), BarColumn(),
+            TextColumn("{task.fields[done]}/{task.fields[runs]} done · {task.fields[running]} running · "
+                       "[red]{task.fields[failed]} failed[/] · left {task.fields[left]}"),
+            TimeElapsedColumn(), console=self.console, disable=not (enabled and self.console.is_terminal),
+        )
+        self._task = self._progress.add_task("grid", total=max(self.todo_steps, 1), done=n_skipped,
+                                             runs=self.total_runs, running=0, failed=0, left="?")
+
+    def __enter__(self) -> "_Display":
+        self._progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._progress.__exit__(*exc)
+
+    def time_left(self, steps_done: int) -> float:
+        elapsed = time.perf_counter() - self.start
+        if steps_done <= 0:
+            return float("nan")
+        return elapsed * (self.todo_steps - steps_done) / steps_done
+
+    def update(self, done: int, running: int, failed: int, steps_done: int) -> None:
+        self._progress.update(self._task, completed=steps_done, done=done, running=running, failed=failed,
+                              left=_fmt_duration(self.time_left(steps_done)))
+
+    def note(self, text: str, done: int, failed: int, steps_done: int) -> None:
+        if self.enabled:
+            self.console.print(f"[{done}/{self.total_runs}, {failed} failed, elapsed "
+                               f"{_fmt_duration(time.perf_counter() - self.start)}, left "
+                               f"{_fmt_duration(self.time_left(steps_done))}] {text}", highlight=False, soft_wrap=True)
+
+
+def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, workers: int | None = None,
+             ray_address: str | None = None, display: bool = True,
+             on_result: Callable[[GridRun, dict[str, Any]], None] | None = None) -> GridOutcome:
+    """Run every run of the grid (skipping finished ones) with at most ``workers`` at a time.
+
+    Runs start in the given order. Finished runs are skipped; unfinished ones restart
+    from scratch; a run that raises is recorded in its ``error.json`` and the grid goes on.
+
+    Args:
+        runs: from :func:`plan_grid`.
+        backend: ``local`` (process pool) or ``ray``.
+        workers: runs at a time; default the number of cores (local) or the cluster's CPUs (ray).
+        ray_address: address of an existing Ray cluster; ``None`` starts a local one for the job.
+        display: show the live view (a bar on a terminal, one line per run otherwise).
+        on_result: called in this process with each run and its outcome as it completes.
+    """
+    backend = parse_choice(Backend, backend.value if isinstance(backend, Backend) else backend, "backend")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers {workers} must be an integer >= 1")
+    outcome = GridOutcome()
+    todo = []
+    for run in runs:
+        if is_finished(run.run_dir):
+            outcome.skipped.append(run.name)
+        else:
+            todo.append(run)
+    start = time.perf_counter()
+    if not todo:
+        return outcome
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by spawned workers before they import torch
+    pool = (_LocalPool(workers or os.cpu_count() or 1) if backend is Backend.LOCAL
+            else _RayPool(workers, ray_address))
+    pending = list(todo)
+    in_flight: dict[Any, GridRun] = {}
+    done_steps = 0
+    try:
+        with _Display(todo, len(outcome.skipped), display) as view:
+            while pending or in_flight:
+                while pending and len(in_flight) < pool.workers:
+                    run = pending.pop(0)
+                    in_flight[pool.submit(run.spec())] = run
+                for handle in pool.wait(list(in_flight), timeout=1.0):
+                    run = in_flight.pop(handle)
+                    try:
+                        res = pool.result(handle)
+                    except Exception as exc:  # noqa: BLE001 - the worker itself died
+                        write_error(run.run_dir, exc, run.spec())
+                        res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+                    done_steps += run.total_steps
+                    if res["status"] == "failed":
+                        outcome.failed[run.name] = res["error"]
+                        text = f"[red]failed[/] {run.name}: {res['error']} (see {run.run_dir / ERROR_FILE})"
+                    else:
+                        outcome.finished.append(run.name)
+                        text = (f"finished {run.name} in {_fmt_duration(res.get('wall_time_s', 0.0))}, "
+                                f"final return {res.get('final_return', float('nan')):.2f}")
+                    if on_result is not None:
+                        on_result(run, res)
+                    n_done = len(outcome.finished) + len(outcome.skipped) + len(outcome.failed)
+                    view.note(text, n_done, len(outcome.failed), done_steps)
+                partial = sum(_steps_logged(r) for r in in_flight.values())
+                view.update(len(outcome.finished) + len(outcome.skipped), len(in_flight), len(outcome.failed),
+                            done_steps + partial)
+    finally:
+        pool.close()
+    outcome.wall_time_s = time.perf_counter() - start
+    return outcome
+
+
+def summarize(outcome: GridOutcome, out: Path) -> str:
+    """One line for the end of a grid."""
+    msg = (f"grid: {len(outcome.finished)} finished, {len(outcome.skipped)} skipped (already finished), "
+           f"{len(outcome.failed)} failed in {_fmt_duration(outcome.wall_time_s)}; run folders under {out}")
+    if outcome.failed:
+        msg += "\nfailed runs (their error.json holds the traceback):\n" + "\n".join(
+            f"  {name}: {err}" for name, err in outcome.failed.items())
+    return msg
+

@@ -1,0 +1,144 @@
+"""Results store: where each run of a grid lives, whether it finished, and reading it back.
+
+A grid writes one run folder per (env, variant, seed) under its output folder::
+
+    OUT/<env_id>/<variant>/seed<seed>/   config.json, episodes.csv, iterations.csv, summary.json
+                                         (+ error.json if the run raised)
+
+The *variant* is the algorithm, plus the SMAC mini-batch size when one was set
+(``smac-B1``), so the batch-size ablation's two SMAC forms get separate folders
+and labels. Everything here reads only the files that :func:`natpg.train`
+writes (see :mod:`natpg.runlog`), so a report can be made from the folders alone.
+
+A run is *finished* when its ``summary.json`` exists (the trainer writes it last).
+"""
+
+from __future__ import annotations
+
+import json
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from natpg.config import ConfigError
+from natpg.runlog import CONFIG_FILE, EPISODES_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_json_atomic
+
+ERROR_FILE = "error.json"
+
+
+def variant_label(config: dict[str, Any]) -> str:
+    """The name a run is grouped under in tables and plots: the algorithm, plus B if set.
+
+    Example:
+        >>> variant_label({"algo": "smac", "batch_size": None})
+        'smac'
+        >>> variant_label({"algo": "smac", "batch_size": 1})
+        'smac-B1'
+    """
+    algo = str(config["algo"])
+    batch = config.get("batch_size")
+    return algo if batch is None else f"{algo}-B{int(batch)}"
+
+
+def run_folder(out: Path, env_id: str, label: str, seed: int) -> Path:
+    """Where the run of ``env_id`` × ``label`` × ``seed`` lives under the grid folder ``out``."""
+    return Path(out) / env_id.replace("/", "_") / label / f"seed{seed}"
+
+
+def is_finished(run_dir: Path) -> bool:
+    """A run is finished when the trainer has written its ``summary.json``."""
+    return (Path(run_dir) / SUMMARY_FILE).is_file()
+
+
+def write_error(run_dir: Path, exc: BaseException, spec: dict[str, Any] | None = None) -> Path:
+    """Record a crashed run: the exception and its traceback in ``run_dir/error.json``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / ERROR_FILE
+    write_json_atomic(path, {
+        "error": f"{type(exc).__name__}: {exc}",
+        "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+        "spec": spec,
+    })
+    return path
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's content, or ``None`` if it does not exist."""
+    path = Path(path)
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One run folder as read back from disk."""
+
+    path: Path
+    env_id: str
+    label: str
+    algo: str
+    seed: int
+    total_steps: int
+    config: dict[str, Any]
+    summary: dict[str, Any] | None
+    error: str | None
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
+
+    @property
+    def status(self) -> str:
+        """``finished``, ``failed`` (error.json, no summary) or ``unfinished``."""
+        if self.finished:
+            return "finished"
+        return "failed" if self.error is not None else "unfinished"
+
+    def episodes(self) -> pd.DataFrame:
+        """``episodes.csv``: global_step, return, length, terminated (empty if absent)."""
+        return _read_csv(self.path / EPISODES_FILE)
+
+    def iterations(self) -> pd.DataFrame:
+        """``iterations.csv``: one row per iteration with the namespaced log keys (empty if absent)."""
+        return _read_csv(self.path / ITERATIONS_FILE)
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
+
+
+def read_run(run_dir: Path) -> RunRecord:
+    """Read one run folder (it must hold ``config.json``)."""
+    run_dir = Path(run_dir)
+    config = read_json(run_dir / CONFIG_FILE)
+    error = read_json(run_dir / ERROR_FILE)
+    if config is None and error is not None and error.get("spec"):
+        config = error["spec"]  # the run raised before the trainer wrote its config
+    if config is None:
+        raise ConfigError(f"{str(run_dir)!r} is not a natpg run folder (no {CONFIG_FILE})")
+    return RunRecord(
+        path=run_dir, env_id=str(config["env_id"]), label=variant_label(config), algo=str(config["algo"]),
+        seed=int(config["seed"]), total_steps=int(config["total_steps"]), config=config,
+        summary=read_json(run_dir / SUMMARY_FILE), error=None if error is None else str(error.get("error")),
+    )
+
+
+def find_runs(root: Path) -> list[RunRecord]:
+    """Every run folder (a folder with ``config.json`` or ``error.json``) under ``root``, sorted by env, label, seed.
+
+    Raises:
+        ConfigError: ``root`` is not a folder, or holds no run folder.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise ConfigError(f"{str(root)!r} is not a folder")
+    folders = {p.parent for name in (CONFIG_FILE, ERROR_FILE) for p in root.rglob(name)}
+    runs = [read_run(p) for p in folders]
+    if not runs:
+        raise ConfigError(f"no natpg run folder (a folder with {CONFIG_FILE}) under {str(root)!r}")
+    return sorted(runs, key=lambda r: (r.env_id, r.label, r.seed))
