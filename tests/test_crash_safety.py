@@ -74,3 +74,39 @@ def test_repeated_sigkill_then_resume_finishes_with_complete_logs(tmp_path):
     assert all(float(e["return"]) == int(e["length"]) for e in eps)  # CartPole: reward 1 per step
     summary = json.loads((run / "summary.json").read_text())
     assert summary["global_step"] == STEPS and summary["episodes"] == len(eps)
+
+
+def digest(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_repeated_sigkill_of_a_grid_then_rerun_finishes_every_run(tmp_path):
+    out = tmp_path / "grid"
+    cmd = natpg("bench", "--out", str(out), "--envs", "CartPole-v1,Acrobot-v1", "--algos", "smac,ac-sgd",
+                "--seeds", "0", "--steps", "6000", "--workers", "2", "--quiet", "--set", "checkpoint_every=1")
+    rng = random.Random(7)
+    finished: dict[Path, dict[str, bytes]] = {}
+    for delay in [rng.uniform(3.0, 8.0) for _ in range(3)]:
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)  # the grid process only: its workers must notice and stop
+        proc.wait(timeout=60)
+        time.sleep(2.0)  # the workers' watchdogs fire within 0.5 s
+        for run in out.rglob("config.json"):
+            check_consistent(run.parent)
+        # nothing writes into the folders any more: a second look finds them unchanged
+        snapshot = {p: digest(p.parent) for p in out.rglob("config.json")}
+        time.sleep(1.5)
+        assert snapshot == {p: digest(p.parent) for p in out.rglob("config.json")}, "an orphaned worker is still writing"
+        for folder, files in finished.items():  # runs finished before a kill are never touched again
+            assert digest(folder) == files
+        finished.update({s.parent: digest(s.parent) for s in out.rglob("summary.json")})
+    done = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    summaries = list(out.rglob("summary.json"))
+    assert len(summaries) == 4
+    for s in summaries:
+        with open(s.parent / "iterations.csv", newline="") as fh:
+            assert [int(r["iteration"]) for r in csv.DictReader(fh)] == list(range(1, 7))
+    for folder, files in finished.items():
+        assert digest(folder) == files

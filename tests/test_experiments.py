@@ -96,21 +96,22 @@ def test_local_grid_writes_every_run_and_records_the_crash(local_grid):
     assert sum(s == "finished" for s in statuses.values()) == 8
 
 
-def test_rerun_skips_finished_runs_and_restarts_unfinished_ones(local_grid, tmp_path):
+def test_rerun_skips_finished_runs_and_resumes_unfinished_ones(local_grid, tmp_path):
     out, _ = local_grid
     keep = out / "CartPole-v1" / "smac" / "seed0" / "episodes.csv"
     before = keep.read_bytes(), keep.stat().st_mtime_ns
-    # Make one run look interrupted: no summary, a half-written log and a stray file.
+    # Make one run look interrupted after its last checkpoint: no summary yet.
     broken = out / "Acrobot-v1" / "ac-sgd" / "seed1"
+    logged = (broken / "episodes.csv").read_text()
     (broken / "summary.json").unlink()
-    (broken / "stray.txt").write_text("left by a killed run")
     assert not is_finished(broken)
 
-    outcome = run_grid(tiny_grid(out), Backend.LOCAL, workers=2, display=False)
+    outcome = run_grid(tiny_grid(out), Backend.LOCAL, workers=2, display=False, retries=0)
     assert len(outcome.skipped) == 7
     assert outcome.finished == ["Acrobot-v1 ac-sgd seed1"]
-    assert list(outcome.failed) == ["natpg-test/NoSuchEnv-v0 smac seed0"]  # failed runs are retried
-    assert is_finished(broken) and not (broken / "stray.txt").exists()
+    assert list(outcome.failed) == ["natpg-test/NoSuchEnv-v0 smac seed0"]  # failed runs are tried again
+    assert is_finished(broken)
+    assert (broken / "episodes.csv").read_text() == logged  # resumed from its checkpoint, nothing re-logged
     assert (keep.read_bytes(), keep.stat().st_mtime_ns) == before
 
 

@@ -186,7 +186,7 @@ def test_report_command(hand_runs, tmp_path):
 @pytest.mark.parametrize("args,message", [
     (["report", "{tmp}"], "no natpg run folder"),
     (["report", "{tmp}/missing"], "is not a folder"),
-    (["bench", "--out", "{tmp}/g", "--envs", "CartPoel-v1"], "unknown env id 'CartPoel-v1'; did you mean 'CartPole-v1'?"),
+    (["bench", "--out", "{tmp}/g", "--envs", "CartPoel-v1"], "unknown env id 'CartPoel-v1'; did you mean 'CartPole-v1'"),
     (["bench", "--out", "{tmp}/g", "--suite", "atari"], "unknown suite 'atari'; allowed: classic, mujoco, paper"),
     (["bench", "--out", "{tmp}/g", "--envs", "CartPole-v1", "--suite", "classic"], "give --envs or --suite, not both"),
     (["bench", "--out", "{tmp}/g"], "give --envs"),

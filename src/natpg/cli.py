@@ -190,11 +190,12 @@ def _grid_options_to_runs(envs: Optional[str], suite: Optional[str], algos: str,
 
 
 def _run_grid_command(runs, out: Path, backend: str, workers: Optional[int], ray_address: Optional[str],
-                      quiet: bool) -> int:
+                      quiet: bool, run_timeout: Optional[float] = None, retries: int = 1) -> int:
     from natpg.experiments import grid
 
     try:
-        outcome = grid.run_grid(runs, backend, workers, ray_address, display=not quiet)
+        outcome = grid.run_grid(runs, backend, workers, ray_address, display=not quiet, timeout_s=run_timeout,
+                                retries=retries)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     typer.echo(grid.summarize(outcome, out))
@@ -211,6 +212,9 @@ _GRID_OPTS = dict(
     ray_address=typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start a local one)."),
     settings=typer.Option(None, "--set", help="Override a config field for every run: key=value (repeatable)."),
     quiet=typer.Option(False, "--quiet", help="No live display."),
+    run_timeout=typer.Option(None, "--run-timeout", show_default="no limit",
+                             help="Seconds one attempt of one run may take before it is killed and retried."),
+    retries=typer.Option(1, "--retries", help="Further attempts for a run that fails, times out or is killed."),
 )
 
 
@@ -227,13 +231,16 @@ def bench(
     ray_address: Optional[str] = _GRID_OPTS["ray_address"],
     settings: Optional[List[str]] = _GRID_OPTS["settings"],
     quiet: bool = _GRID_OPTS["quiet"],
+    run_timeout: Optional[float] = _GRID_OPTS["run_timeout"],
+    retries: int = _GRID_OPTS["retries"],
 ) -> None:
-    """Run every (env, algorithm, seed) as its own training run; a rerun skips finished runs."""
+    """Run every (env, algorithm, seed) as its own training run; a rerun skips finished runs and resumes
+    unfinished ones."""
     try:
         runs = _grid_options_to_runs(envs, suite, algos, seeds, steps, settings, out)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    raise typer.Exit(code=_run_grid_command(runs, out, backend, workers, ray_address, quiet))
+    raise typer.Exit(code=_run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries))
 
 
 @app.command()
@@ -270,6 +277,8 @@ def ablation(
     ray_address: Optional[str] = _GRID_OPTS["ray_address"],
     settings: Optional[List[str]] = _GRID_OPTS["settings"],
     quiet: bool = _GRID_OPTS["quiet"],
+    run_timeout: Optional[float] = _GRID_OPTS["run_timeout"],
+    retries: int = _GRID_OPTS["retries"],
 ) -> None:
     """SPEC §4's batch-size ablation: SMAC with B = 1 against B = 1000; returns and wall-clock in one report."""
     from natpg.experiments.grid import split_list
@@ -284,7 +293,7 @@ def ablation(
                                      variants=[{"batch_size": b} for b in sizes])
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    code = _run_grid_command(runs, out, backend, workers, ray_address, quiet)
+    code = _run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries)
     path = write_report(out, out / "report", title="SMAC batch-size ablation: B = " + " vs B = ".join(map(str, sizes)))
     typer.echo(f"report: {path}")
     raise typer.Exit(code=code)

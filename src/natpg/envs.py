@@ -10,6 +10,7 @@ crosses an episode boundary.
 from __future__ import annotations
 
 import difflib
+import importlib
 import warnings
 from dataclasses import dataclass
 from functools import partial
@@ -31,7 +32,17 @@ class EnvSpaces:
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise :class:`ConfigError` unless ``env_id`` is a registered Gymnasium id."""
+    """Raise :class:`ConfigError` unless ``env_id`` is a registered Gymnasium id.
+
+    Gymnasium's ``"module:EnvId"`` form is accepted: the module is imported (it registers
+    its envs on import) and ``EnvId`` is checked.
+    """
+    if ":" in env_id:
+        module, _, env_id = env_id.partition(":")
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ConfigError(f"env id {module}:{env_id}: cannot import module {module!r} ({exc})") from None
     if env_id in gym.registry:
         return
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3)

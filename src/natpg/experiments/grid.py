@@ -2,9 +2,11 @@
 
 Each run goes through the trainer's public API only (:func:`natpg.make_config`,
 :func:`natpg.train`) and writes its own folder (see :mod:`natpg.experiments.store`).
-The grid is restartable: a finished run (its ``summary.json`` exists) is skipped,
-an unfinished one is deleted and trained again from scratch, and a run that
-raises leaves an ``error.json`` with its traceback while the others go on.
+The grid is restartable and robust: a finished run (its ``summary.json`` exists) is
+skipped; an unfinished one resumes from its last checkpoint (or starts again when its
+folder holds another config); a run that raises, outlives the per-run time limit or is
+killed by the OS leaves an ``error.json`` with the reason, is retried up to ``retries``
+times (resuming from its checkpoint), and never blocks the others.
 
 Example:
     >>> runs = plan_grid(["CartPole-v1"], ["smac", "ac-sgd"], [0, 1], "runs/demo", {"total_steps": 2000})
@@ -18,16 +20,13 @@ import enum
 import os
 import shutil
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
-from concurrent.futures import wait as futures_wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from natpg.config import ConfigError
-from natpg.experiments.store import ERROR_FILE, is_finished, run_folder, variant_label, write_error
-from natpg.runlog import ITERATIONS_FILE
+from natpg.experiments.store import ERROR_FILE, is_finished, read_json, run_folder, variant_label, write_error
+from natpg.runlog import CONFIG_FILE, ITERATIONS_FILE
 
 
 class Backend(str, enum.Enum):
@@ -161,15 +160,10 @@ def plan_grid(envs: Sequence[str], algos: Sequence[str], seeds: Sequence[int], o
 
 def check_env_ids(runs: Sequence[GridRun]) -> None:
     """Raise :class:`ConfigError` for an env id Gymnasium does not know (before anything runs)."""
-    import difflib
-
-    import gymnasium
+    from natpg.envs import check_env_id
 
     for env_id in dict.fromkeys(r.env_id for r in runs):
-        if env_id not in gymnasium.registry:
-            close = difflib.get_close_matches(env_id, list(gymnasium.registry), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ConfigError(f"unknown env id {env_id!r}{hint}")
+        check_env_id(env_id)
 
 
 # --------------------------------------------------------------------------- one run (in a worker)
@@ -186,22 +180,27 @@ def _one_thread() -> None:
 def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one run of a grid in the current process; never raises for a failing run.
 
-    A finished folder is left alone (``skipped``); an unfinished one is deleted and
-    trained again from scratch. An exception inside training is written to
+    A finished folder is left alone (``skipped``). An unfinished one whose saved config is
+    the planned one resumes from its last checkpoint (:func:`natpg.resume`); any other folder
+    is deleted and the run starts from scratch. An exception inside training is written to
     ``error.json`` (message and traceback) and reported as ``failed``.
     """
-    from natpg import make_config, train
+    from natpg import make_config, resume, train
 
     _one_thread()
     run_dir = Path(spec["run_dir"])
     if is_finished(run_dir):
         return {"status": "skipped", "run_dir": str(run_dir)}
-    if run_dir.exists():
-        shutil.rmtree(run_dir)
     start = time.perf_counter()
     try:
         cfg = make_config(spec["env"], spec["algo"], spec["seed"], spec["overrides"])
-        result = train(cfg, run_dir)
+        if _resumable(run_dir, cfg.to_dict()):
+            (run_dir / ERROR_FILE).unlink(missing_ok=True)
+            result = resume(run_dir)
+        else:
+            if run_dir.exists():
+                shutil.rmtree(run_dir)
+            result = train(cfg, run_dir)
     except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the grid goes on
         write_error(run_dir, exc, spec)
         return {"status": "failed", "run_dir": str(run_dir), "error": f"{type(exc).__name__}: {exc}",
@@ -210,44 +209,105 @@ def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
             "global_step": result.global_step, "final_return": result.final_return}
 
 
+def _resumable(run_dir: Path, planned: dict[str, Any]) -> bool:
+    """An unfinished folder that a resume can continue: it holds the planned config."""
+    saved = read_json(run_dir / CONFIG_FILE)
+    return saved == planned and (run_dir / CONFIG_FILE).is_file()
+
+
+def _execute_in_child(spec: dict[str, Any], conn: Any, parent: int) -> None:
+    """Entry point of a local worker process: run, then send the outcome back through ``conn``.
+
+    A watchdog ends the worker when the grid process that started it dies (even by SIGKILL),
+    so an orphan never goes on writing into a run folder that a rerun of the grid resumes.
+    """
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(3)
+
+    if os.getppid() != parent:  # the grid died while this worker was starting
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
+    conn.send(execute_run(spec))
+    conn.close()
+
+
 # --------------------------------------------------------------------------- backends
 
-class _LocalPool:
-    """A spawn-based process pool (fresh interpreters: no forked torch state)."""
+class RunFailure(Exception):
+    """A worker ended without an outcome: killed by a signal, exited, or timed out."""
+
+
+@dataclass(eq=False)
+class _LocalHandle:
+    process: Any
+    conn: Any
+
+
+class _LocalProcesses:
+    """One fresh (spawned) interpreter per run, one torch thread each.
+
+    A process per run, rather than a shared pool, means a run that hangs can be killed
+    on its time limit and a run the OS kills (out of memory, SIGKILL) takes nothing
+    else down with it; the exit status says what happened.
+    """
 
     def __init__(self, workers: int) -> None:
         import multiprocessing
 
         self.workers = workers
         self._ctx = multiprocessing.get_context("spawn")
-        self._pool = self._new_pool()
-        self._owner: dict[Future, ProcessPoolExecutor] = {}
 
-    def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._ctx, initializer=_one_thread)
+    def submit(self, spec: dict[str, Any]) -> _LocalHandle:
+        parent, child = self._ctx.Pipe(duplex=False)
+        process = self._ctx.Process(target=_execute_in_child, args=(spec, child, os.getpid()), daemon=True)
+        process.start()
+        child.close()
+        return _LocalHandle(process, parent)
 
-    def submit(self, spec: dict[str, Any]) -> Future:
-        future = self._pool.submit(execute_run, spec)
-        self._owner[future] = self._pool
-        return future
+    def wait(self, handles: list[_LocalHandle], timeout: float) -> list[_LocalHandle]:
+        from multiprocessing.connection import wait as mp_wait
 
-    def wait(self, handles: list[Any], timeout: float) -> list[Any]:
-        done, _ = futures_wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
-        return list(done)
+        ready = set(mp_wait([h.process.sentinel for h in handles] + [h.conn for h in handles], timeout=timeout))
+        return [h for h in handles if h.process.sentinel in ready or h.conn in ready]
 
-    def result(self, handle: Future) -> dict[str, Any]:
-        owner = self._owner.pop(handle, None)
+    def result(self, handle: _LocalHandle) -> dict[str, Any]:
         try:
-            return handle.result()
-        except BrokenProcessPool:
-            # A worker died (killed, out of memory): its pool is unusable; start a new one, once per broken pool.
-            if owner is self._pool:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = self._new_pool()
-            raise
+            outcome = handle.conn.recv() if handle.conn.poll(5.0) else None
+        except (EOFError, OSError):
+            outcome = None
+        handle.process.join(timeout=30)
+        handle.conn.close()
+        if outcome is not None:
+            return outcome
+        raise RunFailure(_exit_reason(handle.process.exitcode))
+
+    def cancel(self, handle: _LocalHandle) -> None:
+        handle.process.kill()
+        handle.process.join(timeout=30)
+        handle.conn.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        pass
+
+
+def _exit_reason(code: int | None) -> str:
+    """Words for a worker's exit status."""
+    import signal
+
+    if code is None:
+        return "worker did not exit"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"worker killed by {name} (e.g. by the OS when out of memory)"
+    return f"worker exited with code {code} without a result"
 
 
 def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
@@ -299,7 +359,13 @@ class _RayPool:
         return list(done)
 
     def result(self, handle: Any) -> dict[str, Any]:
-        return self._ray.get(handle)
+        try:
+            return self._ray.get(handle)
+        except self._ray.exceptions.RayError as exc:  # worker crashed or was killed
+            raise RunFailure(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+    def cancel(self, handle: Any) -> None:
+        self._ray.cancel(handle, force=True)
 
     def close(self) -> None:
         if self._started:
@@ -387,23 +453,33 @@ class _Display:
 
 def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, workers: int | None = None,
              ray_address: str | None = None, display: bool = True,
-             on_result: Callable[[GridRun, dict[str, Any]], None] | None = None) -> GridOutcome:
+             on_result: Callable[[GridRun, dict[str, Any]], None] | None = None,
+             timeout_s: float | None = None, retries: int = 1) -> GridOutcome:
     """Run every run of the grid (skipping finished ones) with at most ``workers`` at a time.
 
-    Runs start in the given order. Finished runs are skipped; unfinished ones restart
-    from scratch; a run that raises is recorded in its ``error.json`` and the grid goes on.
+    Runs start in the given order. Finished runs are skipped; unfinished ones resume from
+    their checkpoint. A run that raises, runs longer than ``timeout_s`` (it is killed) or
+    whose worker dies (killed by the OS, say) gets an ``error.json`` with the reason and is
+    retried up to ``retries`` more times, resuming from its last checkpoint; the other runs
+    go on meanwhile. Runs still failing after that are listed in the outcome.
 
     Args:
         runs: from :func:`plan_grid`.
-        backend: ``local`` (process pool) or ``ray``.
+        backend: ``local`` (one spawned process per run) or ``ray``.
         workers: runs at a time; default the number of cores (local) or the cluster's CPUs (ray).
         ray_address: address of an existing Ray cluster; ``None`` starts a local one for the job.
         display: show the live view (a bar on a terminal, one line per run otherwise).
-        on_result: called in this process with each run and its outcome as it completes.
+        on_result: called in this process with each run and its final outcome.
+        timeout_s: wall-clock limit of one attempt of one run (``None``: no limit).
+        retries: further attempts for a run that failed.
     """
     backend = parse_choice(Backend, backend.value if isinstance(backend, Backend) else backend, "backend")
     if workers is not None and workers < 1:
         raise ConfigError(f"--workers {workers} must be an integer >= 1")
+    if timeout_s is not None and not timeout_s > 0:
+        raise ConfigError(f"--run-timeout {timeout_s} must be a number of seconds > 0")
+    if retries < 0:
+        raise ConfigError(f"--retries {retries} must be an integer >= 0")
     outcome = GridOutcome()
     todo = []
     for run in runs:
@@ -415,40 +491,63 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
     if not todo:
         return outcome
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by spawned workers before they import torch
-    pool = (_LocalPool(workers or os.cpu_count() or 1) if backend is Backend.LOCAL
+    pool = (_LocalProcesses(workers or os.cpu_count() or 1) if backend is Backend.LOCAL
             else _RayPool(workers, ray_address))
     pending = list(todo)
-    in_flight: dict[Any, GridRun] = {}
+    attempts: dict[str, int] = {}
+    in_flight: dict[Any, tuple[GridRun, float]] = {}
     done_steps = 0
     try:
         with _Display(todo, len(outcome.skipped), display) as view:
+            def settle(run: GridRun, res: dict[str, Any]) -> None:
+                nonlocal done_steps
+                n_done = len(outcome.finished) + len(outcome.skipped) + len(outcome.failed)
+                if res["status"] == "failed" and attempts[run.name] <= retries:
+                    pending.append(run)  # retried after the runs not yet started
+                    view.note(f"[yellow]attempt {attempts[run.name]} failed[/] {run.name}: {res['error']}; "
+                              f"retrying ({retries - attempts[run.name] + 1} left)", n_done, len(outcome.failed),
+                              done_steps)
+                    return
+                done_steps += run.total_steps
+                if res["status"] == "failed":
+                    outcome.failed[run.name] = res["error"]
+                    text = f"[red]failed[/] {run.name}: {res['error']} (see {run.run_dir / ERROR_FILE})"
+                else:
+                    outcome.finished.append(run.name)
+                    text = (f"finished {run.name} in {_fmt_duration(res.get('wall_time_s', 0.0))}, "
+                            f"final return {res.get('final_return', float('nan')):.2f}")
+                if on_result is not None:
+                    on_result(run, res)
+                view.note(text, n_done + 1, len(outcome.failed), done_steps)
+
             while pending or in_flight:
                 while pending and len(in_flight) < pool.workers:
                     run = pending.pop(0)
-                    in_flight[pool.submit(run.spec())] = run
+                    attempts[run.name] = attempts.get(run.name, 0) + 1
+                    in_flight[pool.submit(run.spec())] = (run, time.monotonic())
                 for handle in pool.wait(list(in_flight), timeout=1.0):
-                    run = in_flight.pop(handle)
+                    run, _ = in_flight.pop(handle)
                     try:
                         res = pool.result(handle)
-                    except Exception as exc:  # noqa: BLE001 - the worker itself died
+                    except RunFailure as exc:  # the worker itself died
                         write_error(run.run_dir, exc, run.spec())
-                        res = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
-                    done_steps += run.total_steps
-                    if res["status"] == "failed":
-                        outcome.failed[run.name] = res["error"]
-                        text = f"[red]failed[/] {run.name}: {res['error']} (see {run.run_dir / ERROR_FILE})"
-                    else:
-                        outcome.finished.append(run.name)
-                        text = (f"finished {run.name} in {_fmt_duration(res.get('wall_time_s', 0.0))}, "
-                                f"final return {res.get('final_return', float('nan')):.2f}")
-                    if on_result is not None:
-                        on_result(run, res)
-                    n_done = len(outcome.finished) + len(outcome.skipped) + len(outcome.failed)
-                    view.note(text, n_done, len(outcome.failed), done_steps)
-                partial = sum(_steps_logged(r) for r in in_flight.values())
+                        res = {"status": "failed", "error": str(exc)}
+                    settle(run, res)
+                if timeout_s is not None:
+                    now = time.monotonic()
+                    for handle, (run, started) in list(in_flight.items()):
+                        if now - started > timeout_s:
+                            pool.cancel(handle)
+                            del in_flight[handle]
+                            exc = RunFailure(f"timed out after {timeout_s:g} s (--run-timeout); worker killed")
+                            write_error(run.run_dir, exc, run.spec())
+                            settle(run, {"status": "failed", "error": str(exc)})
+                partial = sum(_steps_logged(r) for r, _ in in_flight.values())
                 view.update(len(outcome.finished) + len(outcome.skipped), len(in_flight), len(outcome.failed),
                             done_steps + partial)
     finally:
+        for handle in in_flight:
+            pool.cancel(handle)
         pool.close()
     outcome.wall_time_s = time.perf_counter() - start
     return outcome

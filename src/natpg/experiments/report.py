@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from natpg.config import ConfigError
-from natpg.experiments.store import RunRecord, find_runs, read_json
+from natpg.experiments.store import RunRecord, find_runs, path_safe, read_json
 from natpg.runlog import SYSTEM_FILE
 
 N_BINS = 100
@@ -409,7 +409,7 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
     for heading, caption, column, ylabel, prefix in figures:
         md += [f"## {heading}", "", caption, ""]
         for env in fin_envs:
-            base = out / "figures" / f"{prefix}_{env}"
+            base = out / "figures" / f"{prefix}_{path_safe(env)}"
             plot_group_curves(data.curves, env, column, ylabel, base, labels)
             md += [f"![{prefix} on {env}](figures/{base.name}.png)", ""]
 

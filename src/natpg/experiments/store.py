@@ -43,9 +43,14 @@ def variant_label(config: dict[str, Any]) -> str:
     return algo if batch is None else f"{algo}-B{int(batch)}"
 
 
+def path_safe(name: str) -> str:
+    """``name`` usable as one file or folder name (``/`` and ``:`` of namespaced env ids become ``_``)."""
+    return name.replace("/", "_").replace(":", "_")
+
+
 def run_folder(out: Path, env_id: str, label: str, seed: int) -> Path:
     """Where the run of ``env_id`` × ``label`` × ``seed`` lives under the grid folder ``out``."""
-    return Path(out) / env_id.replace("/", "_") / label / f"seed{seed}"
+    return Path(out) / path_safe(env_id) / label / f"seed{seed}"
 
 
 def is_finished(run_dir: Path) -> bool:
