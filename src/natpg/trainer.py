@@ -250,7 +250,9 @@ class Trainer:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
         with torch.no_grad():
-            old_dist = self.actor.distribution(torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0))
+            # only a faulty rollout needs its non-finite observations replaced (a copy of the batch)
+            safe_obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0) if fault else obs
+            old_dist = self.actor.distribution(safe_obs)
             mean_logprob = float(old_dist.log_prob(actions).mean())
         kl = math.nan
         critic_loss = math.nan
