@@ -144,3 +144,20 @@ def test_a_deep_copied_actor_draws_fresh_noise_and_uses_its_own_parameters():
     expected = clone.distribution(torch.from_numpy(obs)).mean.detach().numpy()
     np.testing.assert_allclose(clone.act_numpy(obs), expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(actor.distribution(torch.from_numpy(obs)).mean.detach().numpy(), expected)
+
+
+def test_head_signals_are_autograds_derivatives_at_the_head(discrete):
+    actor = tiny_actor(discrete, hidden=(5, 4))
+    batch = tiny_batch(actor, N)
+    out = actor.body(batch.obs).detach().requires_grad_(True)
+    log_std = None if discrete else actor.log_std.detach().expand_as(out).clone().requires_grad_(True)
+    logp_ref = actor.head(out, log_std).log_prob(batch.actions)
+    wrt = [out] if discrete else [out, log_std]
+    refs = torch.autograd.grad(logp_ref.sum(), wrt)  # per-sample: sample i only reaches row i
+    logp, delta, log_std_signal = actor.head_signals(out.detach(), batch.actions)
+    torch.testing.assert_close(logp, logp_ref.detach(), rtol=1e-13, atol=1e-13)
+    torch.testing.assert_close(delta, refs[0], rtol=1e-13, atol=1e-13)
+    if discrete:
+        assert log_std_signal is None
+    else:
+        torch.testing.assert_close(log_std_signal, refs[1], rtol=1e-13, atol=1e-13)

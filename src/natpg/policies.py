@@ -100,6 +100,37 @@ class Actor(nn.Module):
         """Per-sample ``log π_θ(a_i|s_i)``, shape ``(B,)``."""
         return self.distribution(obs).log_prob(actions)
 
+    @torch.no_grad()
+    def head_signals(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
+        r"""Per-sample log-probabilities and their derivatives at the head, in closed form.
+
+        For the body output ``o_i`` (logits or Gaussian mean) of ``B`` samples:
+
+        * Gaussian, ``σ = exp(log σ)``: ``log π_i = −½ Σ_k (a_ik − μ_ik)²/σ_k² − Σ_k log σ_k − (K/2) log 2π``,
+          ``∂ log π_i/∂μ_i = (a_i − μ_i)/σ²`` and ``∂ log π_i/∂ log σ = (a_i − μ_i)²/σ² − 1``;
+        * categorical: ``log π_i = log softmax(o_i)[a_i]`` and ``∂ log π_i/∂o_i = onehot(a_i) − softmax(o_i)``.
+
+        These are what autograd back-propagates from ``log π`` to the head (the tests
+        check them against it); the batched-score fast path starts its hand-written
+        backward pass here, without building an autograd graph or Distribution objects.
+
+        Returns:
+            ``(log_probs (B,), ∂log π/∂o (B, out_dim), ∂log π/∂log σ (B, K) or None)``.
+        """
+        if self.discrete:
+            log_softmax = torch.log_softmax(out, dim=-1)
+            idx = actions.long().unsqueeze(-1)
+            logp = log_softmax.gather(-1, idx).squeeze(-1)
+            delta = log_softmax.exp_().neg_()
+            delta.scatter_add_(-1, idx, torch.ones_like(idx, dtype=delta.dtype))
+            return logp, delta, None
+        log_std = self.log_std.detach()
+        diff = actions - out
+        delta = diff * torch.exp(-2.0 * log_std)          # (a − μ)/σ²
+        z2 = diff.mul_(delta)                              # (a − μ)²/σ², in diff's storage
+        logp = z2.sum(-1).mul_(-0.5).sub_(log_std.sum() + 0.5 * out.shape[-1] * math.log(2.0 * math.pi))
+        return logp, delta, z2.sub_(1.0)
+
     def linear_layers(self) -> list[nn.Linear] | None:
         """The body's ``nn.Linear`` layers in order if the body is a plain Linear/Tanh stack, else ``None``.
 

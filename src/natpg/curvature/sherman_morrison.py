@@ -6,7 +6,8 @@ import torch
 from torch import Tensor
 
 
-def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float) -> Tensor:
+def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float, scale: float = 1.0,
+                           out: Tensor | None = None) -> Tensor:
     r"""Return ``x = (λI + u uᵀ)⁻¹ g`` without forming a matrix.
 
     By the Sherman–Morrison identity,
@@ -20,16 +21,18 @@ def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float) -> Tensor:
     cannot vanish or underflow (``λ²`` would for tiny λ in float32), so the
     result is finite whenever the inputs are. Its forward error is of the order
     of machine precision times the condition number ``1 + uᵀu/λ``, like any
-    stable solve. It costs two dot products and two vector updates: O(d) time
-    and memory.
+    stable solve. It costs two dot products and two passes over the result
+    (``g − c·u``, then the scaling by ``scale/λ``): O(d) time and memory.
 
     Args:
         g: right-hand side, shape ``(d,)``.
         u: the rank-1 factor, shape ``(d,)``. ``u = 0`` gives ``g / λ``.
         damping: ``λ > 0``.
+        scale: multiplies the result (a step size), at no extra pass over d.
+        out: where to write the result (may be ``g`` itself: the solve then allocates nothing).
 
     Returns:
-        The solution, shape ``(d,)``, dtype of ``g``.
+        ``scale · x``, shape ``(d,)``, dtype of ``g``. Non-finite inputs give a non-finite result.
 
     Example:
         >>> g = torch.tensor([1.0, 2.0]); u = torch.tensor([1.0, 0.0])
@@ -41,5 +44,5 @@ def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float) -> Tensor:
     if g.shape != u.shape or g.dim() != 1:
         raise ValueError(f"g and u must be vectors of the same length, got {tuple(g.shape)} and {tuple(u.shape)}")
     lam = float(damping)
-    coef = torch.dot(u, g) / (lam + torch.dot(u, u))
-    return (g - coef * u) / lam
+    coef = float(torch.dot(u, g) / (lam + torch.dot(u, u)))
+    return torch.add(g, u, alpha=-coef, out=out).mul_(scale / lam)

@@ -53,7 +53,7 @@ class ShermanMorrisonUpdate(ActorUpdate):
             weights = torch.full((1, b), 1.0 / b, dtype=dtype)
             rows, loss = self.batched_scores(mb, weights)
             g, score_mean = rows[0], rows[1]
-            step = sherman_morrison_solve(g, score_mean, self.damping).mul_(self.lr)
+            step = sherman_morrison_solve(g, score_mean, self.damping, scale=self.lr, out=g)  # g's row is scratch
             norm, why = self.apply(step)
             losses.append(loss)
             if why:
