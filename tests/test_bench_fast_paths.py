@@ -161,3 +161,38 @@ def test_head_signals_are_autograds_derivatives_at_the_head(discrete):
         assert log_std_signal is None
     else:
         torch.testing.assert_close(log_std_signal, refs[1], rtol=1e-13, atol=1e-13)
+
+
+def test_rollout_sampler_follows_the_policy_distribution():
+    torch.manual_seed(0)
+    obs = np.array([[0.3, -1.0, 0.5]], dtype=np.float32)
+    cat = tiny_actor(True, obs_dim=3, dtype=torch.float32)
+    act = cat.numpy_policy(np.float32).sampler(20000, 1)
+    draws = np.concatenate([act(obs) for _ in range(20000)])
+    probs = cat.distribution(torch.from_numpy(obs)).probs[0].detach().numpy()
+    np.testing.assert_allclose(np.bincount(draws, minlength=3) / 20000, probs, atol=0.015)
+    gauss = tiny_actor(False, obs_dim=3, dtype=torch.float32)
+    act = gauss.numpy_policy(np.float32).sampler(20000, 1)
+    draws = np.concatenate([act(obs) for _ in range(20000)])
+    dist = gauss.distribution(torch.from_numpy(obs))
+    np.testing.assert_allclose(draws.mean(0), dist.mean[0].detach().numpy(), atol=0.05)
+    np.testing.assert_allclose(draws.std(0), dist.stddev[0].detach().numpy(), rtol=0.05)
+    with pytest.raises(IndexError, match="20000 calls"):
+        act(obs)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_rollout_sampler_mean_is_the_policy_mean_and_seeded(batch):
+    actor = tiny_actor(False, obs_dim=3, dtype=torch.float32)
+    obs = np.random.default_rng(0).standard_normal((batch, 3)).astype(np.float32)
+    torch.manual_seed(3)
+    a = actor.numpy_policy(np.float32).sampler(4, batch)
+    torch.manual_seed(3)
+    b = actor.numpy_policy(np.float32).sampler(4, batch)
+    for _ in range(4):
+        np.testing.assert_array_equal(a(obs), b(obs))
+    with torch.no_grad():
+        actor.log_std.fill_(-30.0)  # σ ≈ 0: the sample is the mean
+    act = actor.numpy_policy(np.float32).sampler(1, batch)
+    expected = actor.distribution(torch.from_numpy(obs)).mean.detach().numpy()
+    np.testing.assert_allclose(act(obs), expected, rtol=1e-5, atol=1e-6)

@@ -85,14 +85,15 @@ class RolloutCollector:
         episodes: list[Episode] = []
 
         fast = actor.numpy_policy(np.float32)  # one tiny forward pass per step: NumPy, no Distribution objects
-        act = fast.sample if fast is not None else actor.act_numpy
+        act = fast.sampler(n, e) if fast is not None else actor.act_numpy
         step = self.envs.step
         discrete, low, high = self.discrete, getattr(self, "low", None), getattr(self, "high", None)
         ep_return, ep_length = self.ep_return, self.ep_length
         obs_buf[0] = self.obs
         for t in range(n):
             o = obs_buf[t]
-            if not np.isfinite(o).all():
+            total = float(o.sum())  # NaN or ±inf (or a float32 overflow) iff total - total is not 0
+            if total - total != 0.0 and not np.isfinite(o).all():
                 # A non-finite observation must not crash the rollout: act on zeros in its place
                 # (the trainer then skips this iteration's update, see natpg.guards).
                 o = np.nan_to_num(o, nan=0.0, posinf=0.0, neginf=0.0)
