@@ -81,3 +81,16 @@ def test_shape_mismatch_is_a_clear_error():
     with pytest.raises(ValueError, match="next_values has shape"):
         compute_gae(np.zeros((3, 1)), np.zeros((3, 1)), np.zeros((2, 1)), np.zeros((3, 1), bool),
                     np.zeros((3, 1), bool), 0.9, 0.9)
+
+
+def test_few_copy_and_many_copy_paths_give_the_same_bits():
+    # n_envs <= 8 runs the recursion on Python floats, more copies on NumPy rows: same operations, same bits.
+    rng = np.random.default_rng(0)
+    shape = (300, 12)
+    r, v, nv = rng.standard_normal(shape), rng.standard_normal(shape), rng.standard_normal(shape)
+    term, trunc = rng.random(shape) < 0.05, rng.random(shape) < 0.05
+    adv_many, ret_many = compute_gae(r, v, nv, term, trunc, 0.99, 0.95)
+    for cols in (slice(0, 1), slice(3, 8)):
+        adv_few, ret_few = compute_gae(r[:, cols], v[:, cols], nv[:, cols], term[:, cols], trunc[:, cols], 0.99, 0.95)
+        np.testing.assert_array_equal(adv_few, adv_many[:, cols])
+        np.testing.assert_array_equal(ret_few, ret_many[:, cols])

@@ -54,6 +54,17 @@ def compute_gae(
     deltas = rewards + gamma * np.asarray(next_values, dtype=np.float64) * not_term - values
     decay = gamma * gae_lambda * not_done
     adv = np.empty_like(deltas)
+    if deltas.ndim == 2 and deltas.shape[1] <= 8:
+        # Few copies: the recursion on Python floats, one copy at a time (the same IEEE operations in the
+        # same order, so the same bits), ≈ 0.15 µs a step against ≈ 1.3 µs for NumPy calls on tiny rows.
+        for j in range(deltas.shape[1]):
+            d, k = deltas[:, j].tolist(), decay[:, j].tolist()
+            out, run = [0.0] * len(d), 0.0
+            for t in range(len(d) - 1, -1, -1):
+                run = d[t] + k[t] * run
+                out[t] = run
+            adv[:, j] = out
+        return adv, adv + values
     running = np.zeros(shape[1:], dtype=np.float64)
     for t in range(shape[0] - 1, -1, -1):
         running = deltas[t] + decay[t] * running
