@@ -88,6 +88,16 @@ def throughput_table(data: dict) -> list[str]:
     steps = recs[0]["steps"]
     lines.append("")
     lines.append(f"Steps per second, median of {n} interleaved samples of {steps:,} steps each.")
+    sim_envs = [env for env in envs if (env, "gymnasium", "sim") in sps]
+    if sim_envs:
+        lines += ["", "The simulator's ceiling: steps/s if everything but MuJoCo's physics were free (time inside "
+                  "`do_simulation` only), against SB3 A2C on one process as above.", "",
+                  "| env | physics only | raw env | natpg smac | SB3 A2C | physics only ÷ SB3 A2C | natpg ÷ SB3 A2C |",
+                  "|---|---|---|---|---|---|---|"]
+        for env in sim_envs:
+            sim, rg = get(env, "gymnasium", "sim"), get(env, "gymnasium", "raw")
+            ng, sb = get(env, "gymnasium", "natpg"), get(env, "gymnasium", "sb3-a2c")
+            lines.append(f"| {env} | {sim:,.0f} | {rg:,.0f} | {ng:,.0f} | {sb:,.0f} | {sim / sb:.1f}× | {ng / sb:.1f}× |")
     return lines
 
 

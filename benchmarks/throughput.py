@@ -8,7 +8,12 @@ busy neighbour slows every contender alike), measure environment steps per secon
 * ``natpg``: ``natpg train`` (the preset's SMAC, T = 1000, 64-64 tanh MLPs,
   one torch thread), timed over the training loop as ``TrainResult.wall_time_s``;
 * ``sb3-a2c`` (Gymnasium backend only): Stable-Baselines3's A2C with
-  ``n_steps = 1000`` on the same env (64-64 tanh MLP, CPU), timed over ``learn``.
+  ``n_steps = 1000`` on the same env (64-64 tanh MLP, CPU), timed over ``learn``;
+* ``sim`` (MuJoCo tasks, Gymnasium backend only): the physics alone. The env is
+  stepped with random actions (reset at episode ends) and only the time inside
+  ``MujocoEnv.do_simulation`` (``mj_step`` × frame skip and ``mj_rnePostConstraint``)
+  is counted: the ceiling of any single-process agent loop on this simulator, were
+  the env's own Python, the policy and the learning all free.
 
 Every sample is written to ``benchmarks/results/throughput.json`` as it is
 measured; ``benchmarks/render.py`` takes medians and ratios.
@@ -36,7 +41,7 @@ from natpg.trainer import Trainer  # noqa: E402
 
 ENVS = ["CartPole-v1", "HalfCheetah-v5", "Hopper-v5", "Humanoid-v5"]
 BACKENDS = [b.value for b in EnvBackend]
-KINDS = ["raw", "natpg", "sb3-a2c"]
+KINDS = ["raw", "natpg", "sb3-a2c", "sim"]
 
 
 def measure_raw(env_id: str, backend: str, steps: int, seed: int) -> float:
@@ -52,6 +57,37 @@ def measure_raw(env_id: str, backend: str, steps: int, seed: int) -> float:
         return time.perf_counter() - t0
     finally:
         envs.close()
+
+
+def measure_sim(env_id: str, steps: int, seed: int) -> float | None:
+    """Seconds spent inside MuJoCo's physics over ``steps`` random-action steps; ``None`` without MuJoCo."""
+    import gymnasium as gym
+    from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
+
+    env = gym.make(env_id, max_episode_steps=1000)
+    try:
+        inner = env.unwrapped
+        if not isinstance(inner, MujocoEnv):
+            return None
+        spent = 0.0
+        simulate = inner.do_simulation
+
+        def timed(action, n_frames):
+            nonlocal spent
+            t0 = time.perf_counter()
+            simulate(action, n_frames)
+            spent += time.perf_counter() - t0
+
+        inner.do_simulation = timed
+        env.reset(seed=seed)
+        env.action_space.seed(seed)
+        for _ in range(steps):
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                env.reset()
+        return spent
+    finally:
+        env.close()
 
 
 def measure_natpg(env_id: str, backend: str, steps: int, seed: int) -> tuple[float, dict[str, float]]:
@@ -99,7 +135,7 @@ def main() -> None:
         for env_id in args.envs:
             for backend in args.backends:
                 for kind in args.kinds:
-                    if kind == "sb3-a2c" and backend != "gymnasium":
+                    if kind in ("sb3-a2c", "sim") and backend != "gymnasium":
                         continue
                     key = {"env_id": env_id, "backend": backend, "kind": kind, "repeat": rep}
                     if results.has(**key):
@@ -110,6 +146,10 @@ def main() -> None:
                         wall = measure_raw(env_id, backend, args.steps, rep)
                     elif kind == "natpg":
                         wall, extra = measure_natpg(env_id, backend, args.steps, rep)
+                    elif kind == "sim":
+                        wall = measure_sim(env_id, args.steps, rep)
+                        if wall is None:  # not a MuJoCo task
+                            continue
                     else:
                         wall = measure_sb3(env_id, args.steps, rep)
                     results.add({**key, "steps": args.steps, "wall_s": wall, "steps_per_s": args.steps / wall,
