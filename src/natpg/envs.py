@@ -4,7 +4,10 @@ natpg steps Gymnasium vector environments in ``AutoresetMode.SAME_STEP``: when a
 copy's episode ends, ``step`` returns the first observation of the next episode
 and puts the real last observation in ``info["final_obs"]``. The rollout uses
 that final observation to bootstrap truncated episodes, so no transition ever
-crosses an episode boundary.
+crosses an episode boundary. Synchronous Gymnasium copies run in
+:class:`SameStepSyncVectorEnv` (SyncVectorEnv's results without its per-step info
+merging), asynchronous ones in Gymnasium's ``AsyncVectorEnv``, envpool's in
+:class:`EnvPoolVectorEnv`.
 """
 
 from __future__ import annotations
@@ -119,8 +122,111 @@ def make_vector_env(cfg: TrainConfig) -> gym.vector.VectorEnv:
     if cfg.env_backend is EnvBackend.ENVPOOL:
         return EnvPoolVectorEnv(cfg.env_id, cfg.n_envs, cfg.max_episode_steps, cfg.seed)
     fns = [partial(make_env, cfg.env_id, cfg.max_episode_steps) for _ in range(cfg.n_envs)]
-    cls = gym.vector.SyncVectorEnv if cfg.vectorization is Vectorization.SYNC else gym.vector.AsyncVectorEnv
-    return cls(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+    if cfg.vectorization is Vectorization.SYNC:
+        return SameStepSyncVectorEnv(fns)
+    return gym.vector.AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+_FLOAT64, _BOOL = np.dtype(np.float64), np.dtype(np.bool_)
+
+
+class SameStepSyncVectorEnv(gym.vector.VectorEnv):
+    """The copies stepped in this process, in order, with SAME_STEP autoreset and no per-copy infos.
+
+    Same observations, rewards, flags and final observations as
+    ``gymnasium.vector.SyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)``,
+    step for step: when copy ``i``'s episode ends (terminated or truncated), it is
+    reset in the same step, its first observation is returned, and the real last
+    observation goes to ``info["final_obs"][i]`` (an object array, ``None`` for the
+    copies that did not end) with the mask ``info["_final_obs"]``. ``info`` is
+    ``{}`` when no copy ended. ``reset`` seeds copy ``i`` with ``seed + i`` (a list
+    gives one seed per copy, ``None`` leaves them unseeded), passes ``options`` on,
+    honours ``options["reset_mask"]`` (only the masked copies are reset) and
+    returns the copies' reset infos merged as Gymnasium does.
+
+    What it leaves out: the info dicts of ``step``. Gymnasium merges every key of
+    every copy's info (Hopper: 6 keys) into batched arrays with masks on every
+    step, adds ``final_info`` at episode ends, and deep-copies the batch; natpg
+    reads only ``final_obs``. Per step with n_envs = 1 and random actions, over
+    calling the ``gym.make`` env itself (best of 7 runs of 20,000 steps, 2-core
+    shared machine): Hopper-v5 +1.2 µs here against +29 µs for ``SyncVectorEnv``
+    (124 µs bare), HalfCheetah-v5 +1.8 µs against +24 µs (47 µs bare). natpg's
+    training (``benchmarks/throughput.py``, 5,000 steps, medians) went from ~7,200
+    to ~10,700 steps/s on HalfCheetah-v5 and from ~4,200 to ~5,650 on Hopper-v5.
+    ``tests/test_vector_env.py`` checks, step by step, that everything else equals
+    ``SyncVectorEnv``'s.
+
+    Observations must be a ``Box`` (natpg accepts no other); each step writes them
+    into one preallocated batch and returns a copy of it, so a caller may keep or
+    change the array. The copies are in :attr:`envs`, and the object pickles with
+    their state like ``SyncVectorEnv`` (the trainer's checkpoints rely on it).
+    """
+
+    def __init__(self, env_fns) -> None:
+        self.envs = [fn() for fn in env_fns]
+        self.num_envs = len(self.envs)
+        first = self.envs[0]
+        self.metadata = {**first.metadata, "autoreset_mode": AutoresetMode.SAME_STEP}
+        self.render_mode = first.render_mode
+        self.single_observation_space = first.observation_space
+        self.single_action_space = first.action_space
+        if not isinstance(self.single_observation_space, gym.spaces.Box):
+            raise TypeError(f"SameStepSyncVectorEnv needs a Box observation space, got {self.single_observation_space}")
+        for env in self.envs[1:]:
+            if env.observation_space != self.single_observation_space or env.action_space != self.single_action_space:
+                raise RuntimeError(f"the copies' spaces differ: {env.observation_space}, {env.action_space} vs "
+                                   f"{self.single_observation_space}, {self.single_action_space}")
+        self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
+        self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
+        self._obs = np.zeros(self.observation_space.shape, dtype=self.observation_space.dtype)
+
+    def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        n = self.num_envs
+        seeds = [None] * n if seed is None else [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
+        if len(seeds) != n:
+            raise ValueError(f"{len(seeds)} seeds for {n} copies")
+        mask = None
+        if options is not None and "reset_mask" in options:
+            options = dict(options)
+            mask = options.pop("reset_mask")
+            if not (isinstance(mask, np.ndarray) and mask.dtype == np.bool_):
+                raise TypeError(f"options['reset_mask'] must be a bool numpy array, got {mask!r}")
+            if mask.shape != (n,) or not mask.any():
+                raise ValueError(f"options['reset_mask'] must have shape ({n},) and a True entry, got {mask}")
+        infos: dict = {}
+        for i, (env, s) in enumerate(zip(self.envs, seeds)):
+            if mask is None or mask[i]:
+                self._obs[i], env_info = env.reset(seed=s, options=options)
+                infos = self._add_info(infos, env_info, i)
+        return self._obs.copy(), infos
+
+    def step(self, actions):
+        n = self.num_envs
+        if len(actions) != n:
+            raise ValueError(f"{len(actions)} actions for {n} copies")
+        obs = self._obs
+        rewards = np.empty(n, _FLOAT64)
+        terminated = np.empty(n, _BOOL)
+        truncated = np.empty(n, _BOOL)
+        final_obs = None
+        # indexing beats zip(envs, actions, strict=True), which costs ~0.7 µs a step on a NumPy batch
+        for i, env in enumerate(self.envs):
+            o, r, term, trunc, _ = env.step(actions[i])
+            if term or trunc:
+                if final_obs is None:
+                    final_obs = np.full(n, None, dtype=object)
+                final_obs[i] = o
+                o, _ = env.reset()
+            obs[i] = o
+            rewards[i] = r
+            terminated[i] = term
+            truncated[i] = trunc
+        info = {} if final_obs is None else {"final_obs": final_obs, "_final_obs": terminated | truncated}
+        return obs.copy(), rewards, terminated, truncated, info
+
+    def close_extras(self, **kwargs) -> None:
+        for env in self.envs:
+            env.close()
 
 
 class EnvPoolVectorEnv(gym.vector.VectorEnv):
