@@ -95,17 +95,19 @@ class ShermanMorrisonUpdate(ActorUpdate):
             step_views.append(torch.from_numpy(step[offset:offset + p.numel()]).view_as(p))
             offset += p.numel()
         loss_sum, skipped, reason = 0.0, 0, ""
-        for i in range(len(batch)):
-            logp = policy.score(obs[i], actions[i], ell)
-            a_i = float(adv[i])
-            # (λI + ℓℓᵀ)⁻¹ (A ℓ) = A ℓ / (λ + ℓᵀℓ): Sherman–Morrison with u = ℓ, g = A ℓ, in closed form.
-            np.multiply(ell, self.lr * a_i / (self.damping + float(ell @ ell)), out=step)
-            loss_sum -= logp * a_i
-            if not np.isfinite(step).all():
-                skipped, reason = skipped + 1, "non-finite step"
-                continue
-            with torch.no_grad():
-                torch._foreach_add_(self.params, step_views)
-            total += step
+        # A non-finite sample is skipped and counted below; NumPy need not warn about it as well.
+        with np.errstate(invalid="ignore", over="ignore"):
+            for i in range(len(batch)):
+                logp = policy.score(obs[i], actions[i], ell)
+                a_i = float(adv[i])
+                # (λI + ℓℓᵀ)⁻¹ (A ℓ) = A ℓ / (λ + ℓᵀℓ): Sherman–Morrison with u = ℓ, g = A ℓ, in closed form.
+                np.multiply(ell, self.lr * a_i / (self.damping + float(ell @ ell)), out=step)
+                loss_sum -= logp * a_i
+                if not np.isfinite(step).all():
+                    skipped, reason = skipped + 1, "non-finite step"
+                    continue
+                with torch.no_grad():
+                    torch._foreach_add_(self.params, step_views)
+                total += step
         return UpdateInfo(actor_loss=loss_sum / len(batch), update_norm=float(np.linalg.norm(total)),
                           skipped=skipped, skip_reason=reason, extras={"n_substeps": len(batch)})
