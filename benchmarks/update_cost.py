@@ -42,7 +42,6 @@ from natpg.updates import (AdamUpdate, NaturalCGUpdate, SGDUpdate, ShermanMorris
 from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo  # noqa: E402
 
 
-
 class KernelGradientStep(ActorUpdate):
     """Reference only, not a training rule: ``θ ← θ + η g`` with ``g`` from SMAC's own kernel.
 

@@ -193,12 +193,7 @@ class Actor(nn.Module):
             total = sum(p.numel() for p in self.parameters())
             if theta.shape != (total,) or theta.dtype != np.dtype(dtype):
                 raise ValueError(f"theta must be a ({total},) {np.dtype(dtype)} array, got {theta.shape} {theta.dtype}")
-            start, views = 0, {}
-            for p in self.parameters():
-                views[id(p)] = torch.from_numpy(theta[start:start + p.numel()]).view_as(p)
-                start += p.numel()
-            return NumpyPolicy(self, [views[id(p)] for p in params], of=params)
-        return NumpyPolicy(self, params)
+        return NumpyPolicy(self, params, theta)
 
 
 class NumpyPolicy:
@@ -212,21 +207,23 @@ class NumpyPolicy:
     still governs sampling. Build it with :meth:`Actor.numpy_policy`.
     """
 
-    def __init__(self, actor: Actor, params: list[Tensor], of: list[Tensor] | None = None) -> None:
-        """``params``: weight, bias of each layer, then ``log σ``; ``of``: the actor's parameters they
-        stand for, when they are views of another θ (default: ``params`` themselves)."""
-        views = [p.detach().numpy() for p in params]
-        of = params if of is None else of
-        n_lin = len(views) // 2
-        self.discrete = actor.discrete
-        self.layers = [(views[2 * i], views[2 * i + 1]) for i in range(n_lin)]
-        self.log_std = None if self.discrete else views[-1]
+    def __init__(self, actor: Actor, params: list[Tensor], theta: np.ndarray | None = None) -> None:
+        """``params``: weight, bias of each layer, then ``log σ``; read from their own storage, or from
+        their slices of the flat ``theta`` (:meth:`Actor.parameters` order) when it is given."""
         span, start = {}, 0  # where each parameter sits in the flat θ (parameters() order)
         for p in actor.parameters():
             span[id(p)] = (start, start + p.numel())
             start += p.numel()
-        self.offsets = [span[id(of[2 * i])][:1] + span[id(of[2 * i + 1])] for i in range(n_lin)]
-        self.log_std_span = None if self.discrete else span[id(of[-1])]
+        if theta is None:
+            views = [p.detach().numpy() for p in params]
+        else:
+            views = [theta[slice(*span[id(p)])].reshape(p.shape) for p in params]
+        n_lin = len(views) // 2
+        self.discrete = actor.discrete
+        self.layers = [(views[2 * i], views[2 * i + 1]) for i in range(n_lin)]
+        self.log_std = None if self.discrete else views[-1]
+        self.offsets = [span[id(params[2 * i])][:1] + span[id(params[2 * i + 1])] for i in range(n_lin)]
+        self.log_std_span = None if self.discrete else span[id(params[-1])]
         self.n_params = start
         self._noise: dict[tuple, Tensor] = {}
 
@@ -238,25 +235,34 @@ class NumpyPolicy:
         * Categorical: inverse-CDF draw ``a = #{k : cdf_k < u·cdf_K}`` from
           ``softmax(logits)`` with ``u = torch.rand`` (the distribution of ``Categorical.sample``).
         """
-        x = obs
+        x = self._body(obs)
+        if self.discrete:
+            return self._categorical(x, self._draw(x.shape[:-1] + (1,), normal=False))
+        return x + np.exp(self.log_std) * self._draw(x.shape, normal=True)
+
+    def _body(self, obs: np.ndarray) -> np.ndarray:
+        """The body's output (logits or Gaussian mean) for each row of ``obs``; a single row runs on vectors."""
+        single = obs.ndim == 2 and obs.shape[0] == 1
+        x = obs[0] if single else obs
         last = len(self.layers) - 1
         for i, (w, b) in enumerate(self.layers):
-            x = x @ w.T + b
+            x = (w @ x if single else x @ w.T) + b
             if i < last:
                 np.tanh(x, out=x)
-        if self.discrete:
-            cdf = np.cumsum(np.exp(x - x.max(-1, keepdims=True)), -1)
-            u = self._draw(x.shape[:-1] + (1,), normal=False)
-            return (cdf < u * cdf[..., -1:]).sum(-1).astype(np.int64)
-        return x + np.exp(self.log_std) * self._draw(x.shape, normal=True)
+        return x[None] if single else x
+
+    @staticmethod
+    def _categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Inverse-CDF draws ``#{k : cdf_k < u·cdf_K}`` from ``softmax(logits)``, one per row, for uniforms ``u``."""
+        cdf = np.cumsum(np.exp(logits - logits.max(-1, keepdims=True)), -1)
+        return (cdf < u * cdf[..., -1:]).sum(-1).astype(np.int64)
 
     def sampler(self, n_calls: int, batch: int) -> "Callable[[np.ndarray], np.ndarray]":
         r"""A function that samples ``a ~ π_θ(·|s)`` for ``n_calls`` consecutive ``(batch, obs_dim)`` observations.
 
         Meant for a rollout, where θ does not move: all the noise is drawn up front in
         one torch call (``n_calls × batch`` standard normals, scaled once by ``σ``, or
-        uniforms for a categorical), and for ``batch = 1`` the forward pass runs on
-        vectors. Per step this leaves the arithmetic: ≈ 7 µs against 15 µs for
+        uniforms for a categorical). Per step this leaves the arithmetic: ≈ 7 µs against 15 µs for
         :meth:`sample` on a 64-64 Hopper actor. The draws follow the same distribution on
         torch's random stream (so ``torch.manual_seed`` governs them), in a different
         order than ``n_calls`` calls of :meth:`sample`. Calling it more than ``n_calls``
@@ -268,31 +274,14 @@ class NumpyPolicy:
         else:
             noise = torch.randn((n_calls, batch, out_dim), dtype=torch.float32).numpy()
             noise *= np.exp(self.log_std)
-        layers, last = self.layers, len(self.layers) - 1
         step = iter(range(n_calls))
-        discrete = self.discrete
 
         def act(obs: np.ndarray) -> np.ndarray:
             t = next(step, None)
             if t is None:
                 raise IndexError(f"this sampler was made for {n_calls} calls")
-            if batch == 1:
-                x = obs.reshape(-1)
-                for i, (w, b) in enumerate(layers):
-                    x = w @ x + b
-                    if i < last:
-                        np.tanh(x, out=x)
-                x = x.reshape(1, -1)
-            else:
-                x = obs
-                for i, (w, b) in enumerate(layers):
-                    x = x @ w.T + b
-                    if i < last:
-                        np.tanh(x, out=x)
-            if discrete:
-                cdf = np.cumsum(np.exp(x - x.max(-1, keepdims=True)), -1)
-                return (cdf < noise[t] * cdf[..., -1:]).sum(-1).astype(np.int64)
-            return x + noise[t]
+            x = self._body(obs)
+            return self._categorical(x, noise[t]) if self.discrete else x + noise[t]
 
         return act
 

@@ -190,7 +190,8 @@ class ActorUpdate(abc.ABC):
             # Back-propagate by hand: δ_{l-1} = (δ_l W_l) ⊙ (1 − h_{l-1}²) (tanh_backward fuses the product).
             signals = [delta]
             for i in range(last, 0, -1):
-                back = torch.mm(signals[0], layers[i].weight, out=self._buffer(f"delta{i - 1}", inputs[i].shape, inputs[i].dtype))
+                back = self._buffer(f"delta{i - 1}", inputs[i].shape, inputs[i].dtype)
+                torch.mm(signals[0], layers[i].weight, out=back)
                 signals.insert(0, torch.ops.aten.tanh_backward.grad_input(back, inputs[i], grad_input=back))
         if log_std is not None:
             signals.append(log_std_signal)

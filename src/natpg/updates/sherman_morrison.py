@@ -9,7 +9,7 @@ import torch
 
 from natpg.curvature import sherman_morrison_solve
 from natpg.policies import Actor
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
+from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
 
 
 class ShermanMorrisonUpdate(ActorUpdate):
@@ -88,14 +88,15 @@ class ShermanMorrisonUpdate(ActorUpdate):
             return None
         obs, actions, adv = batch.obs.numpy(), batch.actions.numpy(), batch.advantages.numpy()
         numpy_policy = getattr(self.actor, "numpy_policy", None)
-        policy = numpy_policy(obs.dtype) if numpy_policy is not None else None
-        if policy is None or obs.dtype != adv.dtype:
+        if numpy_policy is None or obs.dtype != adv.dtype:
             return None
         # θ as one flat array that the NumPy policy reads through views: a step is one multiply and one
         # add over d, and the parameters get θ back once at the end.
-        theta = torch.cat([p.detach().reshape(-1) for p in self.params]).numpy()
-        start = theta.copy()
+        theta = flatten([p.detach() for p in self.params]).numpy()
         policy = numpy_policy(obs.dtype, theta=theta)
+        if policy is None:
+            return None
+        start = theta.copy()
         ell = np.empty_like(theta)
         step = np.empty_like(theta)
         lr, damping = self.lr, self.damping
