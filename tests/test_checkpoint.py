@@ -46,6 +46,21 @@ def test_resume_is_bit_identical_when_the_envs_can_be_restored(tmp_path):
     assert a["obs_rms"]["count"] == b["obs_rms"]["count"]
 
 
+def test_resume_is_bit_identical_with_schedules_and_reward_scaling(tmp_path):
+    # actor mini-batches and epochs, critic mini-batches (random permutations), running reward statistics
+    cfg = make_config("CartPole-v1", "ac-adam", 0, {"total_steps": 6000, "checkpoint_every": 2, "batch_size": 250,
+                                                    "actor_epochs": 2, "critic_batch_size": 100, "critic_epochs": 2,
+                                                    "normalize_reward": True})
+    whole = train(cfg, tmp_path / "whole")
+    train(cfg.override(total_steps=3000), tmp_path / "split")
+    resumed = resume(tmp_path / "split", total_steps=6000)
+    assert rows(tmp_path / "whole" / "iterations.csv") == rows(tmp_path / "split" / "iterations.csv")
+    assert resumed.returns == whole.returns
+    a, b = load_checkpoint(tmp_path / "whole"), load_checkpoint(tmp_path / "split")
+    assert all(torch.equal(a["critic"][k], b["critic"][k]) for k in a["critic"])
+    assert a["reward_rms"]["var"] == b["reward_rms"]["var"] and a["reward_rms"]["count"] > 5000
+
+
 def test_resume_without_restorable_envs_resets_them_and_keeps_logs_whole(tmp_path, monkeypatch):
     cfg = make_config("CartPole-v1", "smac", 0, {"total_steps": 5000, "checkpoint_every": 1})
     train(cfg.override(total_steps=2000), tmp_path / "run")

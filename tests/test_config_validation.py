@@ -18,7 +18,12 @@ BAD = [
     ({"batch_size": 3}, r"batch_size \(B\) = 3 must divide n_steps \(T\) = 1000; allowed: 1, 2, 4"),
     ({"batch_size": 2000}, r"batch_size \(B\) = 2000 must divide"),
     ({"rank": 0}, r"rank=0 must be an integer >= 1"),
-    ({"rank": 2000}, r"rank=2000 must be <= n_steps"),
+    ({"algo": "woodbury", "rank": 2000}, r"rank=2000 must be <= the actor's mini-batch size \(n_steps \(T\) = 1000\)"),
+    ({"algo": "woodbury", "rank": 8, "batch_size": 4}, r"rank=8 must be <= the actor's mini-batch size \(batch_size = 4\)"),
+    ({"actor_epochs": 0}, r"actor_epochs=0 must be an integer >= 1"),
+    ({"critic_epochs": 0}, r"critic_epochs=0 must be an integer >= 1"),
+    ({"critic_batch_size": 3}, r"critic_batch_size = 3 must divide n_steps \(T\) = 1000; allowed: 1, 2, 4"),
+    ({"critic_batch_size": 0}, r"critic_batch_size = 0 must divide"),
     ({"gamma": 1.5}, r"gamma=1.5 must be in \[0, 1\]"),
     ({"gae_lambda": -0.1}, r"gae_lambda=-0.1 must be in \[0, 1\]"),
     ({"total_steps": 0}, r"total_steps=0 must be an integer >= 1"),
@@ -50,6 +55,10 @@ def test_string_override_that_is_not_a_boolean():
         TrainConfig().override(normalize_advantages="maybe")
 
 
+def test_rank_is_checked_only_for_woodbury():
+    assert TrainConfig(algo="smac", rank=2000).rank == 2000  # smac does not read rank
+
+
 def test_derived_fields():
     cfg = TrainConfig(n_steps=1000, n_envs=4, total_steps=2500)
-    assert cfg.steps_per_env == 250 and cfg.n_iterations == 3 and cfg.smac_batch_size == 1000
+    assert cfg.steps_per_env == 250 and cfg.n_iterations == 3 and cfg.actor_batch_size == 1000

@@ -269,7 +269,7 @@ def test_non_finite_step_is_skipped_and_parameters_unchanged(setup):
                                       (Algo.AC_ADAM, AdamUpdate), (Algo.AC_CG, NaturalCGUpdate),
                                       (Algo.WOODBURY, WoodburyUpdate)])
 def test_make_update_builds_the_configured_rule(algo, cls):
-    cfg = TrainConfig(algo=algo, actor_lr=0.02, damping=0.3, rank=4, batch_size=10)
+    cfg = TrainConfig(algo=algo, actor_lr=0.02, damping=0.3, rank=4, batch_size=10 if algo is Algo.SMAC else None)
     upd = make_update(cfg, tiny_actor(True, dtype=torch.float32))
     assert type(upd) is cls and upd.lr == 0.02
     if cls is ShermanMorrisonUpdate:

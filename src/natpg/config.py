@@ -81,11 +81,18 @@ class TrainConfig:
     critic_lr: float = 1e-3
     """α: the critic's Adam learning rate."""
     critic_epochs: int = 1
-    """Full-batch critic Adam steps per iteration."""
+    """Passes of the critic over the batch per iteration; each pass is ``T / critic_batch_size`` Adam steps
+    (one full-batch step when ``critic_batch_size`` is ``None``). 1 is the literal reading."""
+    critic_batch_size: int | None = None
+    """Critic mini-batch size; each pass draws a fresh random permutation of the T samples. ``None``: full batch."""
     damping: float = 0.1
     """λ: damping of the empirical Fisher for smac and woodbury."""
     batch_size: int | None = None
-    """B for smac: the batch is walked in T/B sequential updates. ``None`` means B = T; 1 is Algorithm 1."""
+    """M (B for smac): the actor's mini-batch size, for every rule. The T samples are walked in T/M
+    consecutive mini-batches in time order, one update of the rule each, at the current θ. ``None`` means
+    M = T (one actor update per pass, the literal reading); for smac, 1 is the paper's Algorithm 1."""
+    actor_epochs: int = 1
+    """E: passes of the actor over the batch per iteration (each walks the T/M mini-batches)."""
     rank: int = 8
     """k for woodbury: the batch is split into k groups whose mean scores form U."""
     cg_damping: float = 0.1
@@ -114,6 +121,9 @@ class TrainConfig:
     """Threads torch may use (1 is fastest for these small networks)."""
     normalize_obs: bool = False
     """Normalise observations by a running mean/std (saved with the model). Off in the paper's presets."""
+    normalize_reward: bool = False
+    """Divide rewards by a running estimate of the std of the discounted return (per env copy, reset at
+    episode ends; saved with checkpoints) before GAE and the critic. Logged returns stay raw."""
     checkpoint_every: int = 10
     """Save a checkpoint every this many iterations (and always at the end); 0 saves only at the end."""
     eval_every: int = 0
@@ -140,8 +150,8 @@ class TrainConfig:
         return max(1, math.ceil(self.total_steps / self.n_steps))
 
     @property
-    def smac_batch_size(self) -> int:
-        """The effective SMAC mini-batch size B."""
+    def actor_batch_size(self) -> int:
+        """The effective actor mini-batch size M (B for smac)."""
         return self.n_steps if self.batch_size is None else self.batch_size
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,7 +321,7 @@ def _validate(cfg: TrainConfig) -> None:
 
     for name in ("actor_lr", "critic_lr", "damping", "cg_damping"):
         _positive(cfg, name)
-    for name in ("total_steps", "n_steps", "n_envs", "critic_epochs", "rank", "cg_iters", "cg_backtrack_iters",
+    for name in ("total_steps", "n_steps", "n_envs", "critic_epochs", "actor_epochs", "rank", "cg_iters", "cg_backtrack_iters",
                  "torch_threads", "max_consecutive_skips"):
         _require(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
     _require(cfg.seed >= 0, f"seed={cfg.seed!r} must be an integer >= 0")
@@ -337,7 +347,14 @@ def _validate(cfg: TrainConfig) -> None:
         _require(1 <= cfg.batch_size <= cfg.n_steps and cfg.n_steps % cfg.batch_size == 0,
                  f"batch_size (B) = {cfg.batch_size} must divide n_steps (T) = {cfg.n_steps}; "
                  f"allowed: {_divisors(cfg.n_steps)}")
-    _require(cfg.rank <= cfg.n_steps, f"rank={cfg.rank} must be <= n_steps (T) = {cfg.n_steps}")
+    if cfg.critic_batch_size is not None:
+        _require(1 <= cfg.critic_batch_size <= cfg.n_steps and cfg.n_steps % cfg.critic_batch_size == 0,
+                 f"critic_batch_size = {cfg.critic_batch_size} must divide n_steps (T) = {cfg.n_steps}; "
+                 f"allowed: {_divisors(cfg.n_steps)} or None (full batch)")
+    if cfg.algo is Algo.WOODBURY:
+        m = cfg.actor_batch_size
+        _require(cfg.rank <= m, f"rank={cfg.rank} must be <= the actor's mini-batch size "
+                                f"({'batch_size' if cfg.batch_size is not None else 'n_steps (T)'} = {m})")
     _require(bool(cfg.env_id.strip()), "env_id must not be empty")
     _require(not (cfg.env_backend is EnvBackend.ENVPOOL and cfg.vectorization is Vectorization.ASYNC),
              "vectorization='async' is Gymnasium's; env_backend='envpool' steps its copies in C++ "

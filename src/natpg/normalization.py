@@ -89,3 +89,63 @@ class ObsNormalizeWrapper(VectorWrapper):
                 final[i] = self.normalizer.normalize(final[i])
             info = {**info, "final_obs": final}
         return self._scale(obs), rewards, terminated, truncated, info
+
+
+class RewardScaler:
+    r"""Rewards divided by a running estimate of the std of the discounted return.
+
+    Each env copy keeps a running discounted return ``G ← γ G + r`` (set back to 0 after
+    the last step of an episode); the variance of every ``G`` seen so far is tracked by
+    :class:`~gymnasium.wrappers.utils.RunningMeanStd`, and each reward of the rollout is
+    scaled as ``r / √(Var[G] + ε)`` with the statistics updated by the whole rollout first.
+    The mean is not subtracted: a reward's sign, and what a termination means, are kept.
+
+    Args:
+        n_envs: number of env copies (columns of a rollout).
+        gamma: discount γ of the running return.
+        epsilon: ``ε`` under the square root (> 0).
+
+    Example:
+        >>> scaler = RewardScaler(n_envs=1, gamma=0.0)
+        >>> r = np.array([[2.0], [4.0]]); done = np.zeros((2, 1), bool)
+        >>> scaled = scaler.scale(r, done, done)      # Var of {2, 4} (with the prior count) is ≈ 1
+        >>> bool(np.allclose(scaled, r / np.sqrt(scaler.rms.var + 1e-8)))
+        True
+    """
+
+    def __init__(self, n_envs: int, gamma: float, epsilon: float = 1e-8) -> None:
+        if not epsilon > 0:
+            raise ValueError(f"epsilon must be > 0, got {epsilon!r}")
+        self.rms = RunningMeanStd(shape=(), dtype=np.float64)
+        self.gamma = float(gamma)
+        self.epsilon = float(epsilon)
+        self.returns = np.zeros(n_envs, dtype=np.float64)
+
+    def scale(self, rewards: np.ndarray, terminated: np.ndarray, truncated: np.ndarray) -> np.ndarray:
+        """Update the statistics with a rollout ``(n_steps, n_envs)`` and return its rewards scaled (float64)."""
+        rewards = np.asarray(rewards, dtype=np.float64)
+        done = np.logical_or(terminated, truncated)
+        seen = np.empty_like(rewards)
+        g = self.returns
+        for t in range(rewards.shape[0]):
+            g = self.gamma * g + rewards[t]
+            seen[t] = g
+            g = np.where(done[t], 0.0, g)
+        self.returns = g
+        self.rms.update(seen.reshape(-1))
+        return rewards / np.sqrt(self.rms.var + self.epsilon)
+
+    def reset_returns(self) -> None:
+        """Forget the running returns of the episodes in progress (their envs were reset)."""
+        self.returns = np.zeros_like(self.returns)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": float(self.rms.mean), "var": float(self.rms.var), "count": float(self.rms.count),
+                "epsilon": self.epsilon, "returns": self.returns.copy()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rms.mean = np.float64(state["mean"])
+        self.rms.var = np.float64(state["var"])
+        self.rms.count = float(state["count"])
+        self.epsilon = float(state["epsilon"])
+        self.returns = np.array(state["returns"], dtype=np.float64)

@@ -46,7 +46,7 @@ from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
 from natpg.guards import SkipCounter, TrainingDiverged, all_finite, restore, rollout_fault, snapshot
-from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper
+from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper, RewardScaler
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
 from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog,
@@ -122,6 +122,7 @@ class Trainer:
             self.envs = ObsNormalizeWrapper(self.envs)
             self.normalizer = self.envs.normalizer
         self.collector = RolloutCollector(self.envs, cfg.seed)
+        self.reward_scaler = RewardScaler(cfg.n_envs, cfg.gamma) if cfg.normalize_reward else None
         self.iteration = 0
         self.skips = SkipCounter(cfg.max_consecutive_skips)
         self.elapsed_s = 0.0
@@ -132,17 +133,23 @@ class Trainer:
         """After :meth:`load_state_dict`: whether the environments were restored bit-identically."""
 
     def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
-        """``cfg.critic_epochs`` full-batch Adam steps on ``mean (R − V)²``; a step whose loss or
-        gradient is not finite is skipped. Returns the last loss."""
+        """Adam on ``mean (R − V)²``: ``cfg.critic_epochs`` passes over the batch, each in mini-batches of
+        ``cfg.critic_batch_size`` drawn by a fresh random permutation (one full-batch step a pass when it
+        is ``None``). A step whose loss or gradient is not finite is skipped. Returns the last loss."""
+        n = len(returns)
+        m = self.cfg.critic_batch_size or n
         loss_value = math.nan
         for _ in range(self.cfg.critic_epochs):
-            loss = (returns - self.critic(obs)).pow(2).mean()
-            self.critic_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            loss_value = float(loss.detach())
-            grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
-            if math.isfinite(loss_value) and all_finite(*grads):
-                self.critic_opt.step()
+            order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
+            for start in range(0, n, m):
+                idx = order[start:start + m] if order is not None else slice(None)
+                loss = (returns[idx] - self.critic(obs[idx])).pow(2).mean()
+                self.critic_opt.zero_grad(set_to_none=True)
+                loss.backward()
+                loss_value = float(loss.detach())
+                grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
+                if math.isfinite(loss_value) and all_finite(*grads):
+                    self.critic_opt.step()
         return loss_value
 
     def close(self) -> None:
@@ -168,6 +175,7 @@ class Trainer:
             "critic_opt": self.critic_opt.state_dict(),
             "update": self.update.state_dict(),
             "obs_rms": self.normalizer.state_dict() if self.normalizer is not None else None,
+            "reward_rms": self.reward_scaler.state_dict() if self.reward_scaler is not None else None,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "collector": {"obs": c.obs.copy(), "ep_return": c.ep_return.copy(), "ep_length": c.ep_length.copy()},
             "envs": self._pickled_envs(),
@@ -198,6 +206,8 @@ class Trainer:
         self.iteration = int(state["iteration"])
         self.elapsed_s = float(state["elapsed_s"])
         self.skips = SkipCounter(self.cfg.max_consecutive_skips, **state.get("skips", {}))
+        if self.reward_scaler is not None:
+            self.reward_scaler.load_state_dict(state["reward_rms"])
         if state["envs"] is not None:
             self.envs.close()
             self.envs = pickle.loads(state["envs"])
@@ -217,6 +227,8 @@ class Trainer:
             c.obs = np.asarray(obs, dtype=np.float32).reshape(c.n_envs, -1)
             c.ep_return = np.zeros(c.n_envs, dtype=np.float64)
             c.ep_length = np.zeros(c.n_envs, dtype=np.int64)
+            if self.reward_scaler is not None:
+                self.reward_scaler.reset_returns()
             self.env_state_restored = False
         c.global_step = int(state["global_step"])
         torch.set_rng_state(state["rng"]["torch"])
@@ -240,7 +252,10 @@ class Trainer:
             with torch.no_grad():
                 values = self.critic(obs).double().numpy().reshape(ro.rewards.shape)
                 next_values = self.critic(next_obs).double().numpy().reshape(ro.rewards.shape)
-            adv, ret = compute_gae(ro.rewards, values, next_values, ro.terminated, ro.truncated,
+            rewards = ro.rewards
+            if self.reward_scaler is not None:
+                rewards = self.reward_scaler.scale(rewards, ro.terminated, ro.truncated)
+            adv, ret = compute_gae(rewards, values, next_values, ro.terminated, ro.truncated,
                                    cfg.gamma, cfg.gae_lambda)
             advantages = torch.as_tensor(adv.reshape(n), dtype=torch.float32)
             returns = torch.as_tensor(ret.reshape(n), dtype=torch.float32)

@@ -18,13 +18,28 @@ from natpg.policies import Actor
 from natpg.updates.adam import AdamUpdate
 from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
 from natpg.updates.natural_cg import NaturalCGUpdate
+from natpg.updates.schedule import MiniBatchSchedule
 from natpg.updates.sgd import SGDUpdate
 from natpg.updates.sherman_morrison import ShermanMorrisonUpdate
 from natpg.updates.woodbury import WoodburyUpdate
 
 
 def make_update(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
-    """The update rule ``cfg.algo`` for ``actor``, with the config's hyper-parameters."""
+    """The update rule ``cfg.algo`` for ``actor``, with the config's hyper-parameters and schedule.
+
+    With ``cfg.batch_size`` (M) or ``cfg.actor_epochs`` (E) set, the rule is wrapped in a
+    :class:`MiniBatchSchedule`: E passes over the batch in T/M consecutive mini-batches.
+    smac walks its own mini-batches (its B = 1 fast path); the defaults return the bare rule.
+    """
+    rule = _make_rule(cfg, actor)
+    walks_itself = cfg.algo is Algo.SMAC
+    batch_size = None if walks_itself else cfg.batch_size
+    if batch_size is None and cfg.actor_epochs == 1:
+        return rule
+    return MiniBatchSchedule(rule, batch_size, cfg.actor_epochs)
+
+
+def _make_rule(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
     if cfg.algo is Algo.AC_SGD:
         return SGDUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef)
     if cfg.algo is Algo.AC_ADAM:
@@ -40,6 +55,6 @@ def make_update(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
 
 
 __all__ = [
-    "ActorBatch", "ActorUpdate", "UpdateInfo", "make_update",
+    "ActorBatch", "ActorUpdate", "UpdateInfo", "make_update", "MiniBatchSchedule",
     "SGDUpdate", "AdamUpdate", "NaturalCGUpdate", "ShermanMorrisonUpdate", "WoodburyUpdate",
 ]
