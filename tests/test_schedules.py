@@ -125,3 +125,13 @@ def test_reward_scaling_changes_the_critic_targets_not_the_logged_returns():
     assert scaled.reward_scaler is not None and scaled.reward_scaler.rms.count > 1000
     plain.close()
     scaled.close()
+
+
+def test_a_substep_that_collapses_sigma_is_skipped_not_raised():
+    """σ = exp(log σ) underflows to 0 after a huge step: later sub-steps see non-finite values and skip."""
+    actor = tiny_actor(False, dtype=torch.float32)
+    batch = tiny_batch(actor, N, dtype=torch.float32)
+    with torch.no_grad():
+        actor.log_std.fill_(-1e4)
+    info = MiniBatchSchedule(SGDUpdate(actor, 0.1), batch_size=4, epochs=1).step(batch)
+    assert info.skipped == 3 and info.skip_reason == "non-finite step"

@@ -91,10 +91,12 @@ class Actor(nn.Module):
         copy of it may be passed instead (the batched-score fast path does, to read
         per-sample gradients with respect to ``log σ``).
         """
+        # No argument validation: a step that drives σ to 0 (log σ → −∞ in float32) must give
+        # non-finite log-probabilities, which the update guards skip and restore, not a ValueError.
         if self.discrete:
-            return Categorical(logits=out)
+            return Categorical(logits=out, validate_args=False)
         log_std = self.log_std if log_std is None else log_std
-        return Independent(Normal(out, log_std.exp().expand_as(out)), 1)
+        return Independent(Normal(out, log_std.exp().expand_as(out), validate_args=False), 1, validate_args=False)
 
     def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
         """Per-sample ``log π_θ(a_i|s_i)``, shape ``(B,)``."""
