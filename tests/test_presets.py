@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from natpg.config import Algo, ConfigError, TrainConfig
-from natpg.presets import load_preset, make_config, preset_env_ids, preset_names
+from natpg.presets import load_preset, make_config, preset_env_ids, preset_extras, preset_names
 
 # SPEC §4, transcribed independently of paper.toml: env → (α, SMAC η, SMAC λ, Adam η, SGD η, CG η)
 SPEC_TABLE = {
@@ -80,3 +80,32 @@ def test_load_preset_unknown_env():
 def test_config_round_trips_through_dict():
     cfg = make_config("Hopper-v5", "ac-cg", 4, {"hidden_sizes": (32, 16), "cg_max_kl": 0.01})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# ----------------------------------------------------------------------------- preset sets
+
+@pytest.mark.parametrize("env_id", sorted(SPEC_TABLE))
+def test_inferred_set_is_the_table_plus_one_global_reading(env_id):
+    """Table 2's step sizes and damping are unchanged; the same extra settings for every env and algorithm."""
+    extras = preset_extras("paper-inferred")
+    assert extras and "actor_lr" not in extras and "damping" not in extras and "critic_lr" not in extras
+    for algo in ("smac", "ac-sgd", "ac-adam", "ac-cg", "woodbury"):
+        literal = make_config(env_id, algo, 1)
+        inferred = make_config(env_id, algo, 1, preset="paper-inferred")
+        assert (literal.preset, inferred.preset) == ("paper", "paper-inferred")
+        assert inferred == literal.override(preset="paper-inferred", **extras)
+
+
+def test_inferred_set_applies_to_envs_without_a_preset_and_overrides_still_win():
+    cfg = make_config("MountainCar-v0", "smac", 0, {"critic_epochs": 3}, preset="paper-inferred")
+    assert cfg.critic_epochs == 3 and cfg.preset == "paper-inferred"
+    for key, value in preset_extras("paper-inferred").items():
+        if key != "critic_epochs":
+            assert getattr(cfg, key) == value
+
+
+def test_unknown_preset_set_is_refused():
+    with pytest.raises(ConfigError, match=r"unknown preset 'papr'; allowed: paper, paper-inferred"):
+        make_config("CartPole-v1", "smac", preset="papr")
+    with pytest.raises(ConfigError, match=r"preset='x' is not a preset set"):
+        TrainConfig(preset="x")

@@ -53,6 +53,9 @@ def train(
                                        help="Normalise observations by a running mean/std (saved with the model)."),
     env_backend: Optional[str] = typer.Option(None, "--env-backend", show_default="gymnasium",
                                               help="Simulator: gymnasium or envpool (needs the 'bench' extra)."),
+    preset: Optional[str] = typer.Option(None, "--preset", show_default="paper",
+                                         help="Preset set: paper (the paper's table, read literally) or "
+                                              "paper-inferred (plus the adopted reading of its unstated details)."),
 ) -> None:
     """Train one agent and write its run folder (config, episodes.csv, iterations.csv, summary.json, checkpoints/)."""
     from natpg.presets import make_config
@@ -63,6 +66,7 @@ def train(
     if resume is not None:
         given = [flag for flag, value in (("--env", env), ("--algo", algo), ("--seed", seed), ("--n-envs", n_envs),
                                           ("--set", settings), ("--out", out), ("--overwrite", overwrite or None),
+                                          ("--preset", preset),
                                           *((f"--{k.replace('_', '-')}", v) for k, v in run_options.items()))
                  if value is not None]
         if given:
@@ -81,7 +85,7 @@ def train(
         if env_backend is not None:
             overrides["env_backend"] = env_backend
         overrides.update({k: v for k, v in run_options.items() if v is not None})
-        cfg = make_config(env, algo or "smac", 0 if seed is None else seed, overrides)
+        cfg = make_config(env, algo or "smac", 0 if seed is None else seed, overrides, preset=preset or "paper")
         trainer = Trainer(cfg)  # validates env id and spaces before anything on disk is touched
     except ConfigError as exc:
         raise _fail(str(exc)) from None
@@ -161,18 +165,38 @@ def plot(run_dir: Path = typer.Argument(..., help="A run folder written by `natp
 
 
 @app.command()
-def presets() -> None:
-    """List the paper's preset environments and their budgets."""
-    from natpg.presets import _table
+def presets(
+    preset: str = typer.Option("paper", "--preset", help="Preset set to show: paper or paper-inferred."),
+) -> None:
+    """Every hyper-parameter of a preset set, per environment and algorithm (episodes capped at 1000 steps)."""
+    from rich.console import Console
+    from rich.table import Table
 
-    for name, entry in _table()["envs"].items():
-        typer.echo(f"{name:<12} {entry['env_id']:<16} total_steps={entry['total_steps']:,}")
+    from natpg.presets import load_preset, preset_extras, preset_names
+
+    try:
+        extras = preset_extras(preset)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    shared = load_preset(preset_names()[0], "smac", preset)
+    common = ", ".join(f"{k}={shared[k]}" for k in ("n_steps", "gamma", "gae_lambda", "max_episode_steps",
+                                                     "cg_damping", "cg_iters"))
+    table = Table(title=f"preset set {preset!r}: {common}" + (
+        "; adds " + ", ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""), title_justify="left")
+    for column in ("env", "env id", "budget", "α critic_lr", "smac η", "smac λ", "ac-sgd η", "ac-adam η", "ac-cg η"):
+        table.add_column(column, justify="left" if column.startswith("env") else "right")
+    for name in preset_names():
+        by_algo = {a: load_preset(name, a, preset) for a in ("smac", "ac-sgd", "ac-adam", "ac-cg")}
+        s = by_algo["smac"]
+        table.add_row(name, s["env_id"], f"{s['total_steps']:,}", f"{s['critic_lr']:g}", f"{s['actor_lr']:g}",
+                      f"{s['damping']:g}", *(f"{by_algo[a]['actor_lr']:g}" for a in ("ac-sgd", "ac-adam", "ac-cg")))
+    Console(width=160).print(table)
 
 
 # --------------------------------------------------------------------------- experiments (grid, report)
 
 def _grid_options_to_runs(envs: Optional[str], suite: Optional[str], algos: str, seeds: str, steps: Optional[int],
-                          settings: Optional[List[str]], out: Path, variants=None):
+                          settings: Optional[List[str]], out: Path, variants=None, preset: str = "paper"):
     """Parse the grid options of ``bench``/``ablation`` into validated runs (ConfigError on bad input)."""
     from natpg.experiments import grid
 
@@ -184,7 +208,10 @@ def _grid_options_to_runs(envs: Optional[str], suite: Optional[str], algos: str,
     overrides = dict(parse_setting(s) for s in settings or [])
     if steps is not None:
         overrides["total_steps"] = steps
-    runs = grid.plan_grid(env_list, grid.split_list(algos), grid.parse_seeds(seeds), out, overrides, variants)
+    from natpg.presets import check_preset
+
+    runs = grid.plan_grid(env_list, grid.split_list(algos), grid.parse_seeds(seeds), out, overrides, variants,
+                          preset=check_preset(preset))
     grid.check_env_ids(runs)
     return runs
 
@@ -215,6 +242,8 @@ _GRID_OPTS = dict(
     run_timeout=typer.Option(None, "--run-timeout", show_default="no limit",
                              help="Seconds one attempt of one run may take before it is killed and retried."),
     retries=typer.Option(1, "--retries", help="Further attempts for a run that fails, times out or is killed."),
+    preset=typer.Option("paper", "--preset", help="Preset set every run starts from: paper (the paper's table, "
+                                                   "read literally) or paper-inferred (plus the adopted reading)."),
 )
 
 
@@ -233,11 +262,12 @@ def bench(
     quiet: bool = _GRID_OPTS["quiet"],
     run_timeout: Optional[float] = _GRID_OPTS["run_timeout"],
     retries: int = _GRID_OPTS["retries"],
+    preset: str = _GRID_OPTS["preset"],
 ) -> None:
     """Run every (env, algorithm, seed) as its own training run; a rerun skips finished runs and resumes
     unfinished ones."""
     try:
-        runs = _grid_options_to_runs(envs, suite, algos, seeds, steps, settings, out)
+        runs = _grid_options_to_runs(envs, suite, algos, seeds, steps, settings, out, preset=preset)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     raise typer.Exit(code=_run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries))
@@ -279,8 +309,9 @@ def ablation(
     quiet: bool = _GRID_OPTS["quiet"],
     run_timeout: Optional[float] = _GRID_OPTS["run_timeout"],
     retries: int = _GRID_OPTS["retries"],
+    preset: str = _GRID_OPTS["preset"],
 ) -> None:
-    """SPEC §4's batch-size ablation: SMAC with B = 1 against B = 1000; returns and wall-clock in one report."""
+    """docs/method.md §4's batch-size ablation: SMAC with B = 1 against B = 1000; returns and wall-clock in one report."""
     from natpg.experiments.grid import split_list
     from natpg.experiments.report import write_report
 
@@ -290,7 +321,7 @@ def ablation(
         raise _fail(f"--batch-sizes {batch_sizes!r} must be comma-separated integers, e.g. 1,1000") from None
     try:
         runs = _grid_options_to_runs(envs, None, "smac", seeds, steps, settings, out,
-                                     variants=[{"batch_size": b} for b in sizes])
+                                     variants=[{"batch_size": b} for b in sizes], preset=preset)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     code = _run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries)

@@ -51,7 +51,7 @@ class Vectorization(str, enum.Enum):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Every setting of one actor-critic training run (SPEC §2–§4).
+    """Every setting of one actor-critic training run (docs/method.md §2–§4).
 
     Build it from a preset with :func:`natpg.presets.make_config`, or directly.
     All values are checked when the object is created; a bad one raises
@@ -62,6 +62,9 @@ class TrainConfig:
     """Gymnasium id of the task, e.g. ``"HalfCheetah-v5"``."""
     algo: Algo = Algo.SMAC
     """Actor-update rule: smac, ac-sgd, ac-adam, ac-cg or woodbury."""
+    preset: str = ""
+    """The preset set this config was built from (``paper`` or ``paper-inferred``); ``""``: built directly.
+    A record only: the values themselves are in the other fields."""
     seed: int = 0
     """Seeds torch, the environments' resets and action sampling."""
     total_steps: int = 500_000
@@ -356,6 +359,8 @@ def _validate(cfg: TrainConfig) -> None:
         _require(cfg.rank <= m, f"rank={cfg.rank} must be <= the actor's mini-batch size "
                                 f"({'batch_size' if cfg.batch_size is not None else 'n_steps (T)'} = {m})")
     _require(bool(cfg.env_id.strip()), "env_id must not be empty")
+    _require(cfg.preset in ("", "paper", "paper-inferred"),
+             f"preset={cfg.preset!r} is not a preset set; allowed: paper, paper-inferred or empty")
     _require(not (cfg.env_backend is EnvBackend.ENVPOOL and cfg.vectorization is Vectorization.ASYNC),
              "vectorization='async' is Gymnasium's; env_backend='envpool' steps its copies in C++ "
              "(allowed with envpool: vectorization=sync)")

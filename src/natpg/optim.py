@@ -3,7 +3,7 @@ r"""Drop-in natural-gradient optimizers for any PyTorch policy-gradient code.
 Each optimizer takes what a policy-gradient loop has at hand — the per-sample
 log-probabilities ``log π_θ(a_i|s_i)`` (still attached to the graph) and the
 advantages ``A_i`` — and moves the parameters by one natural-gradient step
-(SPEC §2) with ascent on the return:
+(docs/method.md §2) with ascent on the return:
 
 ================  ===============================================  ===================
 optimizer         step                                             cost in d

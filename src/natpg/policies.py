@@ -1,6 +1,6 @@
 """Actor and critic networks and their action distributions.
 
-Actor and critic are separate MLPs (SPEC §3; 64-64 tanh by default). The actor
+Actor and critic are separate MLPs (docs/method.md §3; 64-64 tanh by default). The actor
 maps observations to a :class:`torch.distributions.Distribution` whose
 ``log_prob`` is summed over action dimensions, so every sample has one scalar
 log-probability.

@@ -104,6 +104,7 @@ class GridRun:
     label: str
     total_steps: int
     n_steps: int
+    preset: str = "paper"
 
     @property
     def name(self) -> str:
@@ -113,12 +114,12 @@ class GridRun:
         """Plain, picklable description sent to a worker (and stored in ``error.json``)."""
         return {"env": self.env, "algo": self.algo, "seed": self.seed, "overrides": dict(self.overrides),
                 "run_dir": str(self.run_dir), "env_id": self.env_id, "batch_size": self.overrides.get("batch_size"),
-                "total_steps": self.total_steps}
+                "total_steps": self.total_steps, "preset": self.preset}
 
 
 def plan_grid(envs: Sequence[str], algos: Sequence[str], seeds: Sequence[int], out: str | Path,
               overrides: Mapping[str, Any] | None = None,
-              variants: Sequence[Mapping[str, Any]] | None = None) -> list[GridRun]:
+              variants: Sequence[Mapping[str, Any]] | None = None, preset: str = "paper") -> list[GridRun]:
     """The runs of ``envs × algos × seeds``, validated, in the order they will start.
 
     Order is env-major, then seed, then algorithm, so a grid stopped early has the
@@ -132,6 +133,7 @@ def plan_grid(envs: Sequence[str], algos: Sequence[str], seeds: Sequence[int], o
         overrides: config fields set for every run (e.g. ``{"total_steps": 20_000}``).
         variants: extra override sets crossed with each algorithm (e.g. ``[{"batch_size": 1},
             {"batch_size": 1000}]`` for the batch-size ablation); ``None`` is one plain variant.
+        preset: the preset set every run starts from (``paper`` or ``paper-inferred``).
 
     Raises:
         ConfigError: any run's config is invalid (nothing is run or written).
@@ -146,12 +148,12 @@ def plan_grid(envs: Sequence[str], algos: Sequence[str], seeds: Sequence[int], o
             for algo in algos:
                 for variant in variants or [{}]:
                     ov = {**dict(overrides or {}), **dict(variant)}
-                    cfg = make_config(env, algo, seed, ov)
+                    cfg = make_config(env, algo, seed, ov, preset=preset)
                     label = variant_label(cfg.to_dict())
                     runs.append(GridRun(env=env, algo=cfg.algo.value, seed=seed, overrides=ov,
                                         run_dir=run_folder(Path(out).absolute(), cfg.env_id, label, seed),
                                         env_id=cfg.env_id, label=label, total_steps=cfg.total_steps,
-                                        n_steps=cfg.n_steps))
+                                        n_steps=cfg.n_steps, preset=preset))
     dirs = [r.run_dir for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError("the grid names the same (env, algorithm, seed) twice; list each env, algorithm and seed once")
@@ -193,7 +195,7 @@ def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
         return {"status": "skipped", "run_dir": str(run_dir)}
     start = time.perf_counter()
     try:
-        cfg = make_config(spec["env"], spec["algo"], spec["seed"], spec["overrides"])
+        cfg = make_config(spec["env"], spec["algo"], spec["seed"], spec["overrides"], preset=spec.get("preset", "paper"))
         if _resumable(run_dir, cfg.to_dict()):
             (run_dir / ERROR_FILE).unlink(missing_ok=True)
             result = resume(run_dir)

@@ -1,6 +1,6 @@
 """The paper's report, from run folders alone: table, learning curves, thresholds, aggregate, wall-clock.
 
-The protocol (SPEC §4), for each run:
+The protocol (docs/method.md §4), for each run:
 
 1. Cut the run's budget ``[0, total_steps]`` into ``N = 100`` equal bins; bin ``i`` holds the
    episodes that *end* at a global step ``s`` with ``i·W < s ≤ (i+1)·W``, ``W = total_steps / N``

@@ -1,9 +1,14 @@
-"""The paper's hyper-parameters, loaded from ``paper.toml`` and overridable field by field.
+"""The paper's hyper-parameters as data, in two preset sets, overridable field by field.
+
+* ``paper`` (``paper.toml``): exactly the paper's Table 2 and its text, read literally
+  (one critic step and one actor step per iteration).
+* ``paper-inferred`` (``paper-inferred.toml``): the same table plus one reading of what the
+  paper leaves unsaid, adopted for all tasks and algorithms by the study in ``docs/fidelity.md``.
 
 Example:
     >>> cfg = make_config("CartPole-v1", "smac", seed=3, overrides={"total_steps": 20_000})
-    >>> (cfg.actor_lr, cfg.damping, cfg.critic_lr, cfg.total_steps)
-    (0.005, 0.1, 0.001, 20000)
+    >>> (cfg.actor_lr, cfg.damping, cfg.critic_lr, cfg.total_steps, cfg.preset)
+    (0.005, 0.1, 0.001, 20000, 'paper')
 """
 
 from __future__ import annotations
@@ -17,12 +22,39 @@ from typing import Any, Mapping
 from natpg.config import Algo, ConfigError, TrainConfig
 
 _ALGO_KEYS = {a.value for a in Algo}
+PRESET_SETS = ("paper", "paper-inferred")
+"""The preset sets: the literal one first (the default)."""
+DEFAULT_PRESET = "paper"
 
 
-@lru_cache(maxsize=1)
-def _table() -> dict[str, Any]:
-    with resources.files(__package__).joinpath("paper.toml").open("rb") as fh:
+def check_preset(preset: str) -> str:
+    """``preset`` if it names a preset set, else a :class:`ConfigError` naming the allowed ones."""
+    if preset not in PRESET_SETS:
+        raise ConfigError(f"unknown preset {preset!r}; allowed: {', '.join(PRESET_SETS)}")
+    return preset
+
+
+def _load(name: str) -> dict[str, Any]:
+    with resources.files(__package__).joinpath(f"{name}.toml").open("rb") as fh:
         return tomllib.load(fh)
+
+
+@lru_cache(maxsize=None)
+def _table(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """The preset set as one table: ``paper.toml``, with ``paper-inferred.toml``'s ``[common]`` on top."""
+    table = _load("paper")
+    if check_preset(preset) != "paper":
+        extra = _load(preset)
+        unknown = set(extra) - {"common"}
+        if unknown:  # the inferred set is one global reading: no per-env or per-algorithm entries
+            raise AssertionError(f"{preset}.toml may only hold [common], found {sorted(unknown)}")
+        table = {**table, "common": {**table["common"], **extra["common"]}}
+    return table
+
+
+def preset_extras(preset: str) -> dict[str, Any]:
+    """The settings a preset set adds to the literal one (empty for ``paper``)."""
+    return {} if check_preset(preset) == "paper" else dict(_load(preset)["common"])
 
 
 def preset_names() -> list[str]:
@@ -48,13 +80,14 @@ def has_preset(env: str) -> bool:
     return _find_env(env) is not None
 
 
-def load_preset(env: str, algo: str | Algo) -> dict[str, Any]:
-    """The preset's settings for ``env`` (short name or id) and ``algo`` as a flat dict.
+def load_preset(env: str, algo: str | Algo, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
+    """The settings of preset set ``preset`` for ``env`` (short name or id) and ``algo`` as a flat dict.
 
     Raises:
-        ConfigError: ``env`` has no preset, or ``algo`` is unknown.
+        ConfigError: ``env`` has no preset, ``algo`` or ``preset`` is unknown.
     """
     algo = Algo.parse(algo)
+    table = _table(check_preset(preset))
     found = _find_env(env)
     if found is None:
         choices = preset_names() + preset_env_ids()
@@ -62,24 +95,29 @@ def load_preset(env: str, algo: str | Algo) -> dict[str, Any]:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ConfigError(f"no preset for env {env!r}{hint} (presets: {', '.join(preset_env_ids())})")
     _, entry = found
-    out: dict[str, Any] = dict(_table()["common"])
+    out: dict[str, Any] = dict(table["common"])
     out.update({k: v for k, v in entry.items() if k not in _ALGO_KEYS})
     algo_key = algo.value
     if algo is Algo.WOODBURY and algo_key not in entry:
         algo_key = Algo.SMAC.value
     out.update(entry.get(algo_key, {}))
     out["algo"] = algo.value
+    out["preset"] = preset
     return out
 
 
-def make_config(env: str, algo: str | Algo, seed: int = 0, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
-    """A validated :class:`TrainConfig` for ``env`` × ``algo``.
+def make_config(env: str, algo: str | Algo, seed: int = 0, overrides: Mapping[str, Any] | None = None,
+                preset: str = DEFAULT_PRESET) -> TrainConfig:
+    """A validated :class:`TrainConfig` for ``env`` × ``algo`` from preset set ``preset``.
 
-    Uses the preset when ``env`` has one; any other Gymnasium id starts from the
-    :class:`TrainConfig` defaults. ``overrides`` replace single fields
-    (values may be strings as typed on a command line).
+    Uses the env's entry when ``env`` has one; any other Gymnasium id starts from the
+    :class:`TrainConfig` defaults plus the preset set's common settings. ``overrides``
+    replace single fields (values may be strings as typed on a command line).
     """
-    base: dict[str, Any] = load_preset(env, algo) if has_preset(env) else {"env_id": env, "algo": Algo.parse(algo).value}
+    if has_preset(env):
+        base: dict[str, Any] = load_preset(env, algo, preset)
+    else:
+        base = {**preset_extras(preset), "env_id": env, "algo": Algo.parse(algo).value, "preset": preset}
     base["seed"] = seed
     overrides = dict(overrides or {})
     cfg = TrainConfig.from_dict(base)

@@ -9,7 +9,7 @@ from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
 
 
 class AdamUpdate(ActorUpdate):
-    """One Adam step on ``-(1/N) Σ log π(a_i|s_i) A_i`` per iteration (SPEC §2, AC-Adam)."""
+    """One Adam step on ``-(1/N) Σ log π(a_i|s_i) A_i`` per iteration (docs/method.md §2, AC-Adam)."""
 
     def __init__(self, actor: Actor, lr: float, ent_coef: float = 0.0) -> None:
         super().__init__(actor, lr, ent_coef)

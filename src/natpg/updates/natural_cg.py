@@ -13,7 +13,7 @@ from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
 
 
 class NaturalCGUpdate(ActorUpdate):
-    r"""``x ≈ (F + λ_cg I)⁻¹ g`` by ``cg_iters`` CG iterations, then ``θ ← θ + η x`` (SPEC §2).
+    r"""``x ≈ (F + λ_cg I)⁻¹ g`` by ``cg_iters`` CG iterations, then ``θ ← θ + η x`` (docs/method.md §2).
 
     ``F`` is the Fisher of the policy distribution at θ: the Hessian of the mean
     ``KL(π_old ‖ π_θ)`` at ``θ = θ_old`` (as in TRPO), applied matrix-free.

@@ -6,7 +6,7 @@ from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
 
 
 class SGDUpdate(ActorUpdate):
-    """``θ ← θ + η g`` with ``g = (1/N) Σ ℓ_i A_i`` (SPEC §2, AC-SGD)."""
+    """``θ ← θ + η g`` with ``g = (1/N) Σ ℓ_i A_i`` (docs/method.md §2, AC-SGD)."""
 
     def step(self, batch: ActorBatch) -> UpdateInfo:
         g, loss = self.policy_gradient(batch)

@@ -13,7 +13,7 @@ from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
 
 
 class ShermanMorrisonUpdate(ActorUpdate):
-    r"""SMAC's actor step (SPEC §2).
+    r"""SMAC's actor step (docs/method.md §2).
 
     For each mini-batch of ``B`` consecutive samples, at the current θ:
 
@@ -76,7 +76,7 @@ class ShermanMorrisonUpdate(ActorUpdate):
         hand-derived backward pass (:meth:`natpg.policies.NumpyPolicy.score`),
         ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i``, which for ``u = ℓ_i``
         is the Sherman–Morrison closed form ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``
-        (SPEC §2; the identity ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``).
+        (docs/method.md §2; the identity ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``).
         Nothing is batched: each step sees the θ left by the previous one. What is
         saved is per-step overhead (autograd graph, Distribution objects, slicing,
         small-tensor dispatch), not arithmetic: θ lives in one flat array during the

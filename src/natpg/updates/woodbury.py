@@ -1,4 +1,4 @@
-"""Rank-k damped empirical Fisher, solved with the Woodbury identity (ours, SPEC §2)."""
+"""Rank-k damped empirical Fisher, solved with the Woodbury identity (ours, docs/method.md §2)."""
 
 from __future__ import annotations
 

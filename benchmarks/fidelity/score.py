@@ -1,0 +1,170 @@
+"""Score each reading of the paper's unstated details by its agreement with the paper's classic-control figures.
+
+Usage:
+    python benchmarks/fidelity/score.py STUDY_ROOT OUT_DIR
+
+STUDY_ROOT holds one grid folder per reading (as written by benchmarks/fidelity/run.sh). Writes
+OUT_DIR/cells.csv (reading × task × algorithm), OUT_DIR/scores.csv (one row per reading, best first),
+OUT_DIR/screening.md and OUT_DIR/scores.png.
+
+The score was fixed before any run was looked at (lower is better, 0 = perfect agreement):
+
+* final-score distance D: the mean over the 12 (task, algorithm) cells of
+  ``min(1, |F − P| / R)``, where F is our mean final score over seeds, P the paper's (Table 1) and
+  R the task's range, ``|best paper score on the task − random policy's score|``;
+* order distance O: on CartPole-v1 (threshold 750) and Acrobot-v1 (threshold −400), the fraction of
+  the 6 algorithm pairs whose order of first passing the threshold (mean steps over seeds; never = last,
+  ties between two "never" count one half) disagrees with the paper's text, averaged over the two tasks;
+* score = D + O / 2.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from natpg.experiments.report import collect, markdown_table  # noqa: E402
+from natpg.experiments.store import find_runs  # noqa: E402
+
+ALGOS = ["smac", "ac-sgd", "ac-adam", "ac-cg"]
+#: Table 1 of the paper: (mean, std) of the final score over 5 seeds.
+PAPER = {
+    "CartPole-v1": {"ac-sgd": (962.3, 49.0), "ac-adam": (989.5, 0.3), "ac-cg": (977.9, 0.0), "smac": (973.4, 29.8)},
+    "Acrobot-v1": {"ac-sgd": (-86.2, 5.0), "ac-adam": (-88.4, 3.8), "ac-cg": (-93.3, 20.3), "smac": (-94.1, 6.3)},
+    "Pendulum-v1": {"ac-sgd": (-2116, 564), "ac-adam": (-5731, 150), "ac-cg": (-190, 18), "smac": (-2226, 859)},
+}
+#: The paper's text: first-passing order (SMAC first; the others need x% more steps).
+ORDER = {
+    "CartPole-v1": (750.0, ["smac", "ac-cg", "ac-adam", "ac-sgd"]),   # AC-CG +10%, AC-Adam +28%, AC-SGD +62%
+    "Acrobot-v1": (-400.0, ["smac", "ac-sgd", "ac-cg", "ac-adam"]),   # AC-SGD +35%, AC-CG +50%, AC-Adam +70%
+}
+
+
+def random_return(env_id: str, episodes: int = 20, cap: int = 1000) -> float:
+    """Mean undiscounted return of uniformly random actions, episodes capped at ``cap`` steps."""
+    env = gym.make(env_id, max_episode_steps=cap)
+    env.action_space.seed(0)
+    total = []
+    for ep in range(episodes):
+        env.reset(seed=ep)
+        ret, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(env.action_space.sample())
+            ret += float(r)
+            done = term or trunc
+        total.append(ret)
+    env.close()
+    return float(np.mean(total))
+
+
+def algo_of(label: str) -> str:
+    """The algorithm in a run label such as ``ac-sgd-B100``."""
+    return next(a for a in ALGOS if label == a or label.startswith(a + "-"))
+
+
+def pair_disagreement(ours: dict[str, float], paper_order: list[str]) -> float:
+    """Fraction of algorithm pairs ordered differently from ``paper_order`` (NaN = never; two NaNs tie)."""
+    bad = 0.0
+    pairs = list(itertools.combinations(paper_order, 2))  # (earlier, later) in the paper
+    for first, second in pairs:
+        a, b = ours.get(first, math.nan), ours.get(second, math.nan)
+        a = math.inf if math.isnan(a) else a
+        b = math.inf if math.isnan(b) else b
+        bad += 0.5 if a == b else float(a > b)
+    return bad / len(pairs)
+
+
+def main(root: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    randoms = {env: random_return(env) for env in PAPER}
+    ranges = {env: abs(max(m for m, _ in PAPER[env].values()) - randoms[env]) for env in PAPER}
+    thresholds = {env: thr for env, (thr, _) in ORDER.items()}
+    cells, scores = [], []
+    for reading_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+        data = collect(find_runs(reading_dir), thresholds=thresholds, bootstrap_reps=10)
+        runs = data.runs[data.runs["status"] == "finished"].copy()
+        if runs.empty:
+            continue
+        runs["algo"] = runs["label"].map(algo_of)
+        dists, orders = [], []
+        for env in PAPER:
+            passing: dict[str, float] = {}
+            for algo in ALGOS:
+                sel = runs[(runs.env_id == env) & (runs.algo == algo)]
+                if sel.empty:
+                    continue
+                f = float(sel.final_score.mean())
+                p_mean, p_std = PAPER[env][algo]
+                d = min(1.0, abs(f - p_mean) / ranges[env])
+                steps = sel.steps_to_threshold.to_numpy(float)
+                reached = int(np.isfinite(steps).sum())
+                passing[algo] = float(np.nanmean(steps)) if reached == len(steps) else math.nan
+                dists.append(d)
+                cells.append({"reading": reading_dir.name, "env_id": env, "algo": algo, "n": len(sel),
+                              "final_mean": f, "final_std": float(sel.final_score.std(ddof=0)),
+                              "paper_mean": p_mean, "paper_std": p_std, "distance": d,
+                              "within_paper_spread": abs(f - p_mean) <= max(2 * p_std, 0.05 * ranges[env]),
+                              "steps_to_threshold": passing[algo], "reached": f"{reached}/{len(steps)}"})
+            if env in ORDER and len(passing) == len(ALGOS):
+                orders.append(pair_disagreement(passing, ORDER[env][1]))
+        d_mean = float(np.mean(dists)) if dists else math.nan
+        o_mean = float(np.mean(orders)) if orders else math.nan
+        scores.append({"reading": reading_dir.name, "cells": len(dists), "runs": len(runs), "D": d_mean,
+                       "O": o_mean, "score": d_mean + o_mean / 2})
+    cells_df, scores_df = pd.DataFrame(cells), pd.DataFrame(scores).sort_values("score")
+    cells_df.to_csv(out / "cells.csv", index=False)
+    scores_df.to_csv(out / "scores.csv", index=False)
+    lines = ["# Fidelity screening", "",
+             f"Random-policy returns (20 episodes, 1000-step cap): "
+             + ", ".join(f"{k} {v:.1f}" for k, v in randoms.items()), "",
+             "## Readings ranked (lower score = closer to the paper)", "",
+             markdown_table(["reading", "cells", "runs", "D (final scores)", "O (order)", "score"],
+                            [[r.reading, r.cells, r.runs, f"{r.D:.3f}", f"{r.O:.3f}", f"{r.score:.3f}"]
+                             for r in scores_df.itertuples()]), "",
+             "## Final scores (mean ± std over seeds; paper in brackets)", ""]
+    for env in PAPER:
+        rows = []
+        for reading in scores_df.reading:
+            row = [reading]
+            for algo in ALGOS:
+                c = cells_df[(cells_df.reading == reading) & (cells_df.env_id == env) & (cells_df.algo == algo)]
+                row.append("–" if c.empty else f"{c.final_mean.iloc[0]:.1f} ± {c.final_std.iloc[0]:.1f} (n={c.n.iloc[0]})")
+            rows.append(row)
+        paper = ["paper"] + [f"{PAPER[env][a][0]} ± {PAPER[env][a][1]}" for a in ALGOS]
+        lines += [f"### {env}", "", markdown_table(["reading"] + ALGOS, [paper] + rows), ""]
+    lines += ["## Steps to first pass the threshold (mean over seeds; – = not every seed passed)", ""]
+    for env, (thr, order) in ORDER.items():
+        rows = []
+        for reading in scores_df.reading:
+            row = [reading]
+            for algo in ALGOS:
+                c = cells_df[(cells_df.reading == reading) & (cells_df.env_id == env) & (cells_df.algo == algo)]
+                v = math.nan if c.empty else c.steps_to_threshold.iloc[0]
+                row.append("–" if math.isnan(v) else f"{v / 1000:.0f}k ({c.reached.iloc[0]})")
+            rows.append(row)
+        lines += [f"### {env} (threshold {thr:g}; paper's order: {' < '.join(order)})", "",
+                  markdown_table(["reading"] + ALGOS, rows), ""]
+    (out / "screening.md").write_text("\n".join(lines))
+    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * len(scores_df)))
+    ax.barh(scores_df.reading, scores_df.D, label="D (final scores)")
+    ax.barh(scores_df.reading, scores_df.O / 2, left=scores_df.D, label="O / 2 (order)")
+    ax.invert_yaxis()
+    ax.set_xlabel("distance from the paper (lower is closer)")
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out / "scores.png", dpi=120)
+    print(scores_df.to_string(index=False))
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -1,0 +1,54 @@
+"""What the adopted reading of the unstated details costs: `natpg train` steps/s under both preset sets.
+
+Usage:
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/preset_cost.py [--steps 20000] [--repeats 3] [--force]
+
+For each env (CartPole-v1, HalfCheetah-v5) and algorithm (smac, ac-sgd, ac-adam, ac-cg) it trains
+``--steps`` steps with the ``paper`` preset set and with ``paper-inferred``, interleaved, ``--repeats``
+times, in this process through the public API (no run folder, no start-up cost), and records the median
+steps/s of each and their ratio in ``benchmarks/results/preset_cost.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+
+from common import ResultFile, set_one_thread
+
+ENVS = ("CartPole-v1", "HalfCheetah-v5")
+ALGOS = ("smac", "ac-sgd", "ac-adam", "ac-cg")
+PRESETS = ("paper", "paper-inferred")
+
+
+def steps_per_second(env: str, algo: str, preset: str, steps: int) -> float:
+    from natpg import make_config, train
+
+    result = train(make_config(env, algo, 0, {"total_steps": steps}, preset=preset))
+    return result.steps_per_second
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--force", action="store_true", help="remeasure records already in the JSON file")
+    args = parser.parse_args()
+    set_one_thread()
+    results = ResultFile("preset_cost", force=args.force)
+    for env in ENVS:
+        for algo in ALGOS:
+            if results.has(env=env, algo=algo, steps=args.steps):
+                continue
+            samples: dict[str, list[float]] = {p: [] for p in PRESETS}
+            for _ in range(args.repeats):
+                for preset in PRESETS:  # interleaved, so a change in machine load hits both alike
+                    samples[preset].append(steps_per_second(env, algo, preset, args.steps))
+            med = {p: statistics.median(v) for p, v in samples.items()}
+            results.add({"env": env, "algo": algo, "steps": args.steps, "repeats": args.repeats,
+                         "paper_steps_per_s": med["paper"], "inferred_steps_per_s": med["paper-inferred"],
+                         "inferred_over_paper": med["paper-inferred"] / med["paper"], "samples": samples})
+
+
+if __name__ == "__main__":
+    main()
