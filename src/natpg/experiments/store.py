@@ -29,18 +29,34 @@ from natpg.runlog import CONFIG_FILE, EPISODES_FILE, ITERATIONS_FILE, SUMMARY_FI
 ERROR_FILE = "error.json"
 
 
+_VARIANT_FIELDS = (("batch_size", "B"), ("actor_epochs", "E"))
+"""Schedule fields that name a variant of an algorithm when they differ from the preset set's value."""
+
+
 def variant_label(config: dict[str, Any]) -> str:
-    """The name a run is grouped under in tables and plots: the algorithm, plus B if set.
+    """The name a run is grouped under in tables and plots: the algorithm, plus the schedule fields
+    (``B`` = batch_size, ``E`` = actor_epochs, and ``k`` = rank for woodbury) that differ from the
+    preset set the run was built from.
 
     Example:
         >>> variant_label({"algo": "smac", "batch_size": None})
         'smac'
         >>> variant_label({"algo": "smac", "batch_size": 1})
         'smac-B1'
+        >>> variant_label({"algo": "woodbury", "rank": 32})
+        'woodbury-k32'
     """
+    from natpg.presets import preset_common
+
     algo = str(config["algo"])
-    batch = config.get("batch_size")
-    return algo if batch is None else f"{algo}-B{int(batch)}"
+    common = preset_common(str(config.get("preset") or "paper"))
+    fields = _VARIANT_FIELDS + ((("rank", "k"),) if algo == "woodbury" else ())
+    parts = [algo]
+    for name, short in fields:
+        value, default = config.get(name), common.get(name, 1 if name == "actor_epochs" else None)
+        if value is not None and value != default:
+            parts.append(f"{short}{int(value)}")
+    return "-".join(parts)
 
 
 def path_safe(name: str) -> str:

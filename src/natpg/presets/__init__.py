@@ -52,6 +52,11 @@ def _table(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
     return table
 
 
+def preset_common(preset: str) -> dict[str, Any]:
+    """The settings a preset set gives every env and algorithm (``[common]``, the reading included)."""
+    return dict(_table(check_preset(preset))["common"])
+
+
 def preset_extras(preset: str) -> dict[str, Any]:
     """The settings a preset set adds to the literal one (empty for ``paper``)."""
     return {} if check_preset(preset) == "paper" else dict(_load(preset)["common"])
