@@ -27,6 +27,9 @@ BAD_INPUTS = [
     (["--env", "CartPole-v1", "--set", "dampng=1"], "unknown setting 'dampng'; did you mean 'damping'?"),
     (["--env", "CartPole-v1", "--set", "damping"], "--set expects key=value, got 'damping'"),
     (["--env", "CartPole-v1", "--steps", "0"], "total_steps=0 must be an integer >= 1"),
+    (["--env", "CartPole-v1", "--preset", "paperr"], "unknown preset 'paperr'; allowed: paper, paper-inferred"),
+    (["--env", "CartPole-v1", "--set", "critic_batch_size=7"], "critic_batch_size = 7 must divide n_steps (T) = 1000"),
+    (["--env", "CartPole-v1", "--set", "actor_epochs=0"], "actor_epochs=0 must be an integer >= 1"),
 ]
 
 
@@ -88,3 +91,22 @@ def test_help_lists_every_train_option():
     result = runner.invoke(app, ["train", "--help"])
     for opt in ("--env", "--algo", "--seed", "--steps", "--set", "--out", "--n-envs"):
         assert opt in result.output
+
+
+def test_presets_lists_every_hyper_parameter_and_the_episode_cap():
+    result = runner.invoke(app, ["presets"])
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "max_episode_steps=1000" in text and "gae_lambda=0.9" in text and "n_steps=1000" in text
+    cartpole = next(line for line in text.splitlines() if "CartPole-v1" in line)
+    for value in ("500,000", "0.001", "0.005", "0.1", "0.007", "7e-05", "0.08"):  # budget, α, η and λ of Table 2
+        assert value in cartpole, value
+
+
+def test_train_records_the_preset_set_in_the_run_config(tmp_path):
+    import json
+
+    result = runner.invoke(app, ["train", "--env", "CartPole-v1", "--steps", "1000", "--quiet", "--preset", "paper",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "paper"

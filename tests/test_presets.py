@@ -84,24 +84,45 @@ def test_config_round_trips_through_dict():
 
 # ----------------------------------------------------------------------------- preset sets
 
+READING = {"critic_epochs": 7, "critic_batch_size": 50, "normalize_reward": True}
+
+
+@pytest.fixture
+def inferred(monkeypatch):
+    """A stand-in ``paper-inferred.toml`` holding one reading (the machinery, not the adopted values)."""
+    import natpg.presets as presets
+
+    real = presets._load
+    monkeypatch.setattr(presets, "_load", lambda name: {"common": dict(READING)} if name == "paper-inferred"
+                        else real(name))
+    presets._table.cache_clear()
+    yield READING
+    presets._table.cache_clear()
+
+
 @pytest.mark.parametrize("env_id", sorted(SPEC_TABLE))
-def test_inferred_set_is_the_table_plus_one_global_reading(env_id):
+def test_inferred_set_is_the_table_plus_one_global_reading(env_id, inferred):
     """Table 2's step sizes and damping are unchanged; the same extra settings for every env and algorithm."""
-    extras = preset_extras("paper-inferred")
-    assert extras and "actor_lr" not in extras and "damping" not in extras and "critic_lr" not in extras
+    assert preset_extras("paper-inferred") == inferred
     for algo in ("smac", "ac-sgd", "ac-adam", "ac-cg", "woodbury"):
         literal = make_config(env_id, algo, 1)
-        inferred = make_config(env_id, algo, 1, preset="paper-inferred")
-        assert (literal.preset, inferred.preset) == ("paper", "paper-inferred")
-        assert inferred == literal.override(preset="paper-inferred", **extras)
+        cfg = make_config(env_id, algo, 1, preset="paper-inferred")
+        assert (literal.preset, cfg.preset) == ("paper", "paper-inferred")
+        assert cfg == literal.override(preset="paper-inferred", **inferred)
 
 
-def test_inferred_set_applies_to_envs_without_a_preset_and_overrides_still_win():
+def test_inferred_set_applies_to_envs_without_a_preset_and_overrides_still_win(inferred):
     cfg = make_config("MountainCar-v0", "smac", 0, {"critic_epochs": 3}, preset="paper-inferred")
-    assert cfg.critic_epochs == 3 and cfg.preset == "paper-inferred"
-    for key, value in preset_extras("paper-inferred").items():
-        if key != "critic_epochs":
-            assert getattr(cfg, key) == value
+    assert (cfg.critic_epochs, cfg.critic_batch_size, cfg.normalize_reward, cfg.preset) == \
+        (3, 50, True, "paper-inferred")
+
+
+def test_run_labels_name_schedule_fields_that_differ_from_the_preset_set(inferred):
+    from natpg.experiments.store import variant_label
+
+    cfg = make_config("CartPole-v1", "smac", 0, {"batch_size": 10}, preset="paper-inferred")
+    assert variant_label(cfg.to_dict()) == "smac-B10"
+    assert variant_label(make_config("CartPole-v1", "ac-sgd", 0, preset="paper-inferred").to_dict()) == "ac-sgd"
 
 
 def test_unknown_preset_set_is_refused():

@@ -35,7 +35,11 @@ def check_preset(preset: str) -> str:
 
 
 def _load(name: str) -> dict[str, Any]:
-    with resources.files(__package__).joinpath(f"{name}.toml").open("rb") as fh:
+    path = resources.files(__package__).joinpath(f"{name}.toml")
+    if not path.is_file():
+        raise ConfigError(f"preset set {name!r} is not adopted yet: the study that chooses it "
+                          f"(docs/fidelity.md) is still running; allowed now: paper")
+    with path.open("rb") as fh:
         return tomllib.load(fh)
 
 
