@@ -45,7 +45,8 @@ from natpg.checkpoint import (checkpoint_path, load_checkpoint, read_csv_rows, r
 from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
-from natpg.guards import SkipCounter, TrainingDiverged, all_finite, restore, rollout_fault, snapshot
+from natpg.guards import (SkipCounter, TrainingDiverged, all_finite, guarded_step, restore, rollout_fault,
+                          snapshot)
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
@@ -131,19 +132,25 @@ class Trainer:
         self.env_state_restored: bool | None = None
         """After :meth:`load_state_dict`: whether the environments were restored bit-identically."""
 
-    def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
-        """``cfg.critic_epochs`` full-batch Adam steps on ``mean (R − V)²``; a step whose loss or
-        gradient is not finite is skipped. Returns the last loss."""
-        loss_value = math.nan
+    def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> tuple[float, int, str]:
+        """``cfg.critic_epochs`` full-batch Adam steps on ``mean (R − V)²``.
+
+        Each step goes through :func:`natpg.guards.guarded_step`: the critic and its Adam
+        state never hold a non-finite value (a step that would write one is skipped or undone).
+
+        Returns:
+            the last loss, the number of skipped steps and the last skip reason (``""`` if none).
+        """
+        loss_value, skipped, reason = math.nan, 0, ""
         for _ in range(self.cfg.critic_epochs):
             loss = (returns - self.critic(obs)).pow(2).mean()
             self.critic_opt.zero_grad(set_to_none=True)
             loss.backward()
             loss_value = float(loss.detach())
-            grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
-            if math.isfinite(loss_value) and all_finite(*grads):
-                self.critic_opt.step()
-        return loss_value
+            why = guarded_step(self.critic_opt, loss_value)
+            if why:
+                skipped, reason = skipped + 1, f"critic: {why}"
+        return loss_value, skipped, reason
 
     def close(self) -> None:
         """Close the environments (also done at the end of :meth:`run`)."""
@@ -270,7 +277,10 @@ class Trainer:
                                       "update made the policy non-finite; parameters restored")
                     new_dist = self.actor.distribution(obs)
                 kl = float(kl_divergence(old_dist, new_dist).mean())
-            critic_loss = self.update_critic(obs, returns)
+            critic_loss, critic_skipped, critic_reason = self.update_critic(obs, returns)
+            if critic_skipped:
+                reason = "; ".join(r for r in (info.skip_reason, critic_reason) if r)
+                info = UpdateInfo(info.actor_loss, info.update_norm, info.skipped + critic_skipped, reason, info.extras)
         self.skips.record(info.skipped > 0, info.skip_reason)
         t2 = time.perf_counter()
 

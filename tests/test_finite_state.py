@@ -1,0 +1,165 @@
+"""Nothing non-finite is ever written into the critic, its Adam state, an update rule's optimizer state,
+the observation normaliser's statistics, or a checkpoint — in natpg's trainer and in the SB3 ``SMAC`` class.
+
+Each test fails when its guard is removed (checked once by removing it).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from conftest import FaultyCartPole, tiny_actor, tiny_batch
+from natpg import make_config
+from natpg.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
+from natpg.cli import app
+from natpg.guards import NonFiniteState, TrainingDiverged, guarded_step, non_finite_entries, optimizer_state_finite
+from natpg.normalization import ObsNormalizer
+from natpg.trainer import Trainer
+from natpg.updates import ActorBatch, AdamUpdate
+
+for _id, _kwargs in [("natpg-test/HugeReward1e308-v0", {"reward_at": (1500,), "reward_value": 1e308}),
+                     ("natpg-test/NaNObsEarly-v0", {"obs_at": (1500,), "obs_value": float("nan")})]:
+    if _id not in gym.registry:
+        gym.register(_id, entry_point=FaultyCartPole, kwargs=_kwargs)
+
+
+def rows(path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def finite(*modules) -> bool:
+    return all(bool(torch.isfinite(p).all()) for m in modules for p in m.parameters())
+
+
+# ----------------------------------------------------------------------------- the step guard itself
+
+def test_guarded_step_undoes_a_step_that_overflows_and_keeps_a_good_one():
+    torch.manual_seed(0)
+    net = torch.nn.Linear(3, 1)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+
+    def backward():
+        opt.zero_grad()
+        net(torch.randn(8, 3)).pow(2).mean().backward()
+
+    backward()
+    assert guarded_step(opt) == ""  # a good step is taken
+    params = [p.detach().clone() for p in net.parameters()]
+    state = [{k: v.clone() for k, v in s.items()} for s in opt.state.values()]
+    opt.param_groups[0]["lr"] = 1e308
+    backward()
+    assert "non-finite" in guarded_step(opt)
+    # parameters and Adam moments are exactly the snapshot (bit for bit)
+    assert all(torch.equal(a, b) for a, b in zip(params, net.parameters()))
+    assert all(torch.equal(old[k], v) for old, s in zip(state, opt.state.values()) for k, v in s.items())
+    next(net.parameters()).grad[0, 0] = math.nan
+    assert guarded_step(opt) == "non-finite gradient"
+    assert guarded_step(opt, loss=math.inf) == "non-finite loss"
+    assert finite(net) and optimizer_state_finite(opt)
+
+
+# ----------------------------------------------------------------------------- critic (natpg trainer)
+
+def test_huge_critic_lr_leaves_critic_adam_state_and_checkpoint_finite(tmp_path):
+    """``--set critic_lr=1e308``: every critic step is undone, counted as a skip, and the stop rule ends the run."""
+    cfg = make_config("CartPole-v1", "smac", 0, {"total_steps": 10_000, "critic_lr": 1e308,
+                                                  "max_consecutive_skips": 3})
+    trainer = Trainer(cfg)
+    with pytest.raises(TrainingDiverged, match="3 consecutive updates skipped.*last reason: critic: step made"):
+        trainer.run(tmp_path / "run")
+    assert finite(trainer.critic, trainer.actor) and optimizer_state_finite(trainer.critic_opt)
+    log = rows(tmp_path / "run" / "iterations.csv")
+    assert [int(r["train/skipped_updates"]) for r in log] == [1, 1, 1]
+    assert all(r["train/skip_reason"].startswith("critic:") for r in log)
+    state = load_checkpoint(tmp_path / "run")
+    assert state["iteration"] == 3  # the final checkpoint holds the state the run stopped in ...
+    assert non_finite_entries({k: state[k] for k in ("actor", "critic", "critic_opt", "update")}) == []
+
+
+def test_cli_huge_critic_lr_stops_in_one_line_with_a_finite_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(app, ["train", "--env", "CartPole-v1", "--steps", "10000", "--quiet", "--out",
+                                      str(out), "--set", "critic_lr=1e308", "--set", "max_consecutive_skips=2"])
+    assert result.exit_code == 1
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "2 consecutive updates skipped" in lines[0] and "critic" in lines[0]
+    state = load_checkpoint(out)
+    assert state["iteration"] == 2
+    assert all(bool(torch.isfinite(v).all()) for v in state["critic"].values())
+
+
+# ----------------------------------------------------------------------------- update rules' optimizer state
+
+def test_ac_adam_never_writes_an_overflowing_moment():
+    """Advantages of 1e25 in float32: g² overflows Adam's second moment; the step must be skipped."""
+    actor = tiny_actor(discrete=False, dtype=torch.float32)
+    batch = tiny_batch(actor, 12, dtype=torch.float32)
+    rule = AdamUpdate(actor, 1e-3)
+    rule.step(batch)  # one good step: the state exists
+    good = [{k: v.clone() for k, v in s.items()} for s in rule.optimizer.state.values()]
+    before = [p.detach().clone() for p in actor.parameters()]
+    info = rule.step(ActorBatch(batch.obs, batch.actions, batch.advantages * 1e25))
+    assert info.skipped == 1 and "non-finite" in info.skip_reason
+    assert optimizer_state_finite(rule.optimizer) and finite(actor)
+    assert all(torch.equal(a, b) for a, b in zip(before, actor.parameters()))
+    assert all(torch.equal(old[k], v) for old, s in zip(good, rule.optimizer.state.values()) for k, v in s.items())
+
+
+def test_ac_adam_huge_rewards_run_keeps_its_adam_state_finite(tmp_path):
+    trainer = Trainer(make_config("natpg-test/HugeReward-v0", "ac-adam", 0, {"total_steps": 3000}))
+    trainer.run(tmp_path / "run")  # the checkpoint guard would raise if a moment had overflowed
+    assert optimizer_state_finite(trainer.update.optimizer) and optimizer_state_finite(trainer.critic_opt)
+
+
+# ----------------------------------------------------------------------------- observation normaliser
+
+def test_normaliser_leaves_non_finite_and_overflowing_rows_out():
+    norm, ref = ObsNormalizer((2,)), ObsNormalizer((2,))
+    good = np.array([[1.0, 2.0], [3.0, 5.0]])
+    batch = np.array([[1.0, 2.0], [np.nan, 0.0], [3.0, 5.0], [0.0, np.inf]])
+    assert norm.update(batch) == 2
+    ref.update(good)
+    assert np.array_equal(norm.rms.mean, ref.rms.mean) and np.array_equal(norm.rms.var, ref.rms.var)
+    assert norm.rms.count == ref.rms.count and norm.rejected_rows == 2
+    # finite but overflowing (the variance of ±1e300 is inf): the whole merge is dropped
+    assert norm.update(np.array([[1e300, 0.0], [-1e300, 0.0]])) == 0
+    assert np.array_equal(norm.rms.mean, ref.rms.mean) and np.isfinite(norm.rms.var).all()
+    assert norm.update(np.full((3, 2), np.nan)) == 0 and norm.rejected_rows == 7
+
+
+def test_one_nan_observation_does_not_poison_normalize_obs(tmp_path):
+    """One NaN observation at step 1500: only iteration 2 is skipped; statistics and checkpoint stay finite."""
+    cfg = make_config("natpg-test/NaNObsEarly-v0", "smac", 0, {"total_steps": 5000, "normalize_obs": True})
+    trainer = Trainer(cfg)
+    trainer.run(tmp_path / "run")
+    log = rows(tmp_path / "run" / "iterations.csv")
+    assert [int(r["train/skipped_updates"]) for r in log] == [0, 1, 0, 0, 0]
+    assert log[1]["train/skip_reason"] == "non-finite observation"
+    assert np.isfinite(trainer.normalizer.rms.mean).all() and np.isfinite(trainer.normalizer.rms.var).all()
+    assert trainer.normalizer.rejected_rows == 1
+    obs_rms = load_checkpoint(tmp_path / "run")["obs_rms"]
+    assert np.isfinite(obs_rms["mean"]).all() and np.isfinite(obs_rms["var"]).all()
+
+
+# ----------------------------------------------------------------------------- checkpoint (last line of defence)
+
+def test_checkpoint_with_a_non_finite_tensor_is_refused_and_the_old_one_kept(tmp_path):
+    critic = torch.nn.Linear(2, 1)
+    save_checkpoint(tmp_path, {"critic": critic.state_dict(), "collector": {"ep_return": np.array([np.nan])}})
+    old = checkpoint_path(tmp_path).read_bytes()  # env data (a NaN reward mid-episode) is allowed
+    with torch.no_grad():
+        critic.bias.fill_(math.nan)
+    state = {"critic": critic.state_dict(), "obs_rms": {"var": np.array([1.0, np.inf])}}
+    with pytest.raises(NonFiniteState, match=r"^refusing to save a checkpoint in .*: non-finite values in "
+                                             r"critic\.bias, obs_rms\.var$"):
+        save_checkpoint(tmp_path, state)
+    assert checkpoint_path(tmp_path).read_bytes() == old
+    assert not list(checkpoint_path(tmp_path).parent.glob(".*.tmp"))
