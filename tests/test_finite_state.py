@@ -163,3 +163,62 @@ def test_checkpoint_with_a_non_finite_tensor_is_refused_and_the_old_one_kept(tmp
         save_checkpoint(tmp_path, state)
     assert checkpoint_path(tmp_path).read_bytes() == old
     assert not list(checkpoint_path(tmp_path).parent.glob(".*.tmp"))
+
+
+# ----------------------------------------------------------------------------- Stable-Baselines3 SMAC
+
+sb3 = pytest.importorskip("stable_baselines3")
+
+
+@pytest.mark.parametrize("env_id", ["natpg-test/NaNReward-v0", "natpg-test/HugeReward1e308-v0"])
+def test_sb3_smac_skips_a_rollout_with_a_bad_reward_and_keeps_the_critic_finite(env_id):
+    from stable_baselines3.common.logger import Logger
+
+    from natpg.integrations.sb3 import SMAC
+
+    records: dict[str, list] = {"train/skipped_updates": [], "train/skip_reason": []}
+
+    class Capture(Logger):
+        def record(self, key, value, exclude=None) -> None:
+            records.get(key, []).append(value)
+            super().record(key, value, exclude)
+
+    model = SMAC("MlpPolicy", env_id, n_steps=500, seed=0)
+    model.set_logger(Capture(folder=None, output_formats=[]))
+    model.learn(3000)  # six rollouts; the bad reward (step 1500) is in the third
+    assert finite(model.policy) and optimizer_state_finite(model.policy.optimizer)
+    assert records["train/skipped_updates"] == [0, 0, 1, 0, 0, 0]
+    assert records["train/skip_reason"][2] == "non-finite reward" and model.skips.total == 1
+
+
+def test_sb3_smac_persistent_faults_stop_with_natpgs_error():
+    from natpg.integrations.sb3 import SMAC
+
+    model = SMAC("MlpPolicy", "natpg-test/AlwaysNaN-v0", n_steps=200, seed=0, max_consecutive_skips=3)
+    with pytest.raises(TrainingDiverged, match=r"3 consecutive updates skipped .*last reason: non-finite reward"):
+        model.learn(5000)
+    assert model.num_timesteps == 600 and finite(model.policy)
+
+
+def test_sb3_smac_huge_learning_rate_leaves_a_finite_critic():
+    from natpg.integrations.sb3 import SMAC
+
+    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=200, learning_rate=1e308, seed=0, max_consecutive_skips=2)
+    with pytest.raises(TrainingDiverged, match="critic: step made"):
+        model.learn(2000)
+    assert finite(model.policy) and optimizer_state_finite(model.policy.optimizer)
+
+
+def test_sb3_smac_step_that_breaks_the_policy_is_undone():
+    """η = 1e14 on Pendulum: the step is finite, but it leaves σ = exp(log σ) at 0 or ∞ (no valid policy)."""
+    from natpg.integrations.sb3 import SMAC, actor_parameters
+
+    model = SMAC("MlpPolicy", "Pendulum-v1", n_steps=200, actor_lr=1e14, seed=0, max_consecutive_skips=2)
+    before = [p.detach().clone() for p in model.policy.parameters()]
+    with pytest.raises(TrainingDiverged, match="policy non-finite; parameters restored"):
+        model.learn(2000)
+    actor = {id(p) for p in actor_parameters(model.policy)}
+    assert all(torch.equal(b, p) for b, p in zip(before, model.policy.parameters()) if id(p) in actor)
+    obs = torch.zeros(4, 3)
+    _, logp, _ = model.policy.evaluate_actions(obs, torch.zeros(4, 1))
+    assert bool(torch.isfinite(logp).all())
