@@ -96,6 +96,17 @@ def test_cli_huge_critic_lr_stops_in_one_line_with_a_finite_checkpoint(tmp_path)
     assert all(bool(torch.isfinite(v).all()) for v in state["critic"].values())
 
 
+@pytest.mark.parametrize("algo", ["ac-sgd", "smac", "ac-cg"])
+def test_a_step_to_parameters_that_give_no_valid_policy_is_undone(tmp_path, algo):
+    """η = 1e3 on Pendulum: θ stays finite but σ = exp(log σ) becomes 0 (torch refuses the distribution)."""
+    cfg = make_config("Pendulum-v1", algo, 0, {"total_steps": 5000, "actor_lr": 1e3, "max_consecutive_skips": 2})
+    trainer = Trainer(cfg)
+    before = [p.detach().clone() for p in trainer.actor.parameters()]
+    with pytest.raises(TrainingDiverged, match="last reason: update made the policy non-finite; parameters restored"):
+        trainer.run(tmp_path / "run")
+    assert all(torch.equal(a, b) for a, b in zip(before, trainer.actor.parameters()))
+
+
 # ----------------------------------------------------------------------------- update rules' optimizer state
 
 def test_ac_adam_never_writes_an_overflowing_moment():

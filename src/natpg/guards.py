@@ -12,7 +12,8 @@ non-finite advantage (huge rewards)       update skipped
 non-finite gradient / curvature / step    the update rule skips (``UpdateInfo.skipped``)
 CG: pᵀFp ≤ 0, failed line search          CG stops at the last good iterate; a failed line
                                           search restores the old parameters
-update leaves non-finite log-probs        the parameters are restored from a snapshot
+update leaves non-finite log-probs, or   the parameters are restored from a snapshot
+parameters that give no valid policy      (:func:`distribution_or_none`)
 non-finite critic loss or gradient        the critic step is skipped (:func:`guarded_step`)
 critic step leaves a non-finite critic    critic and its Adam state are restored from a
 or Adam state (e.g. ``critic_lr=1e308``)  snapshot; the step counts as skipped
@@ -40,6 +41,7 @@ from typing import Any, Iterable
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Distribution
 
 
 class TrainingDiverged(RuntimeError):
@@ -99,6 +101,19 @@ def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | 
             p.copy_(saved)
     optimizer.load_state_dict(saved_state)
     return "step made parameters or optimizer state non-finite; restored"
+
+
+def distribution_or_none(actor: Any, obs: torch.Tensor) -> Distribution | None:
+    """``actor.distribution(obs)``, or ``None`` when the parameters give no valid distribution.
+
+    torch validates a distribution's arguments when it is built and raises ``ValueError``
+    for, e.g., a Gaussian whose ``σ = exp(log σ)`` underflowed to 0 or overflowed to ∞
+    after a huge but finite step: such a policy counts as non-finite.
+    """
+    try:
+        return actor.distribution(obs)
+    except ValueError:
+        return None
 
 
 def non_finite_entries(state: Any, prefix: str = "") -> list[str]:

@@ -45,8 +45,8 @@ from natpg.checkpoint import (checkpoint_path, load_checkpoint, read_csv_rows, r
 from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
-from natpg.guards import (SkipCounter, TrainingDiverged, all_finite, guarded_step, restore, rollout_fault,
-                          snapshot)
+from natpg.guards import (SkipCounter, TrainingDiverged, all_finite, distribution_or_none, guarded_step, restore,
+                          rollout_fault, snapshot)
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
@@ -269,9 +269,8 @@ class Trainer:
             before = snapshot(self.actor)
             info = self.update.step(ActorBatch(obs, actions, advantages))
             with torch.no_grad():
-                new_dist = self.actor.distribution(obs)
-                new_logp = new_dist.log_prob(actions)
-                if not all_finite(new_logp) or not all_finite(*self.actor.parameters()):
+                new_dist = distribution_or_none(self.actor, obs)
+                if new_dist is None or not all_finite(new_dist.log_prob(actions), *self.actor.parameters()):
                     restore(self.actor, before)
                     info = UpdateInfo(info.actor_loss, 0.0, 1,
                                       "update made the policy non-finite; parameters restored")

@@ -8,6 +8,7 @@ import torch
 from torch.distributions import Categorical, Independent, Normal, kl_divergence
 
 from natpg.curvature import conjugate_gradient, damped_hvp
+from natpg.guards import distribution_or_none
 from natpg.policies import Actor
 from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
 
@@ -74,7 +75,10 @@ class NaturalCGUpdate(ActorUpdate):
             frac = 1.0
             for i in range(self.backtrack_iters):
                 self._set(theta_old + frac * step)
-                dist = self.actor.distribution(batch.obs)
+                dist = distribution_or_none(self.actor, batch.obs)
+                if dist is None:  # no valid policy there (e.g. σ underflowed to 0): reject, try a shorter step
+                    frac *= 0.5
+                    continue
                 ratio = (dist.log_prob(batch.actions) - old_logp).exp()
                 surr = float((ratio * batch.advantages).mean())
                 kl = float(kl_divergence(old, dist).mean())
