@@ -27,7 +27,8 @@ class ObsNormalizer:
 
     Example:
         >>> norm = ObsNormalizer((1,))
-        >>> norm.update(np.array([[1.0], [3.0]]))
+        >>> norm.update(np.array([[1.0], [3.0], [np.nan]]))   # rows merged: the NaN row is left out
+        2
         >>> round(float(norm.normalize(np.array([2.0]))[0]), 3)   # the mean maps to (almost) 0
         0.0
     """
