@@ -124,7 +124,8 @@ def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
     if isinstance(state, np.ndarray):
         return [prefix] if state.dtype.kind in "fc" and not np.isfinite(state).all() else []
     items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
-    return [path for key, value in items for path in non_finite_entries(value, f"{prefix}.{key}" if prefix else str(key))]
+    return [path for key, value in items
+            for path in non_finite_entries(value, f"{prefix}.{key}" if prefix else str(key))]
 
 
 def _params(module: nn.Module | Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:

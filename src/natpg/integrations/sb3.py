@@ -190,7 +190,7 @@ class SMAC(OnPolicyAlgorithm):
         self.logger.record("train/skip_reason", reason, exclude="tensorboard")
         self.logger.record("train/skipped_total", self.skips.total)
         if isinstance(getattr(self.policy, "log_std", None), nn.Parameter):
-            self.logger.record("train/std", float(self.policy.log_std.exp().mean()))
+            self.logger.record("train/std", float(self.policy.log_std.detach().exp().mean()))
         if self.skips.exhausted:
             raise self.skips.error()
 
