@@ -36,25 +36,45 @@ def check_consistent(run: Path) -> None:
         load_checkpoint(run)  # the checkpoint is complete (temp file + rename)
 
 
+def iteration_rows(folder: Path) -> int:
+    """Complete rows of every ``iterations.csv`` under ``folder`` (headers excluded)."""
+    return sum(max(p.read_bytes().count(b"\n") - 1, 0) for p in folder.rglob("iterations.csv"))
+
+
+def kill_after(proc: subprocess.Popen, ready, rng: random.Random, limit_s: float = 120.0) -> bool:
+    """SIGKILL ``proc`` as soon as ``ready()`` holds (polled at a random 1–20 ms interval).
+
+    Kills are placed by observed progress, not by timers, so how many land does not depend on
+    the machine's speed. Returns whether the process was still alive and was killed.
+    """
+    deadline = time.monotonic() + limit_s
+    while proc.poll() is None and not ready() and time.monotonic() < deadline:
+        time.sleep(rng.uniform(0.001, 0.02))
+    alive = proc.poll() is None
+    if alive:
+        proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+    return alive
+
+
 def test_repeated_sigkill_then_resume_finishes_with_complete_logs(tmp_path):
     run = tmp_path / "run"
     rng = random.Random(12345)
-    delays = [0.05] + [rng.uniform(1.0, 4.0) for _ in range(4)]  # the first kill lands during start-up
-    kills = 0
-    for delay in delays:
+    # The first kill lands during start-up (at once: the interpreter has not even imported natpg); each later
+    # one after 1 to 3 new iteration rows: 25 iterations cannot finish in five attempts of at most 3 rows each,
+    # so every attempt is killed, on any machine.
+    for attempt in range(5):
         started = run.exists() and (run / "config.json").exists()
         cmd = natpg("train", "--resume", str(run), "--quiet") if started else natpg(
             "train", "--env", "CartPole-v1", "--algo", "smac", "--steps", str(STEPS), "--quiet", "--out", str(run),
             "--checkpoint-every", "2", "--overwrite")
+        rows_before = iteration_rows(run) if run.exists() else 0
+        target = rows_before + rng.randint(1, 3)
         proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        time.sleep(delay)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            kills += 1
-        proc.wait(timeout=60)
+        ready = (lambda: True) if attempt == 0 else (lambda: iteration_rows(run) >= target)
+        assert kill_after(proc, ready, rng), f"attempt {attempt}: the run ended before it was killed"
         if run.exists():
             check_consistent(run)
-    assert kills >= 3
     started = (run / "config.json").exists()
     final = natpg("train", "--resume", str(run), "--quiet") if started else natpg(
         "train", "--env", "CartPole-v1", "--steps", str(STEPS), "--quiet", "--out", str(run), "--overwrite")
@@ -86,11 +106,11 @@ def test_repeated_sigkill_of_a_grid_then_rerun_finishes_every_run(tmp_path):
                 "--seeds", "0", "--steps", "6000", "--workers", "2", "--quiet", "--set", "checkpoint_every=1")
     rng = random.Random(7)
     finished: dict[Path, dict[str, bytes]] = {}
-    for delay in [rng.uniform(3.0, 8.0) for _ in range(3)]:
+    for _ in range(3):  # each kill after 2 to 5 new iteration rows across the grid (of 24 in all)
+        target = (iteration_rows(out) if out.exists() else 0) + rng.randint(2, 5)
         proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)  # the grid process only: its workers must notice and stop
-        proc.wait(timeout=60)
+        # the grid process only: its workers must notice and stop
+        kill_after(proc, lambda: out.exists() and iteration_rows(out) >= target, rng)
         time.sleep(2.0)  # the workers' watchdogs fire within 0.5 s
         for run in out.rglob("config.json"):
             check_consistent(run.parent)

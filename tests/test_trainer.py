@@ -37,11 +37,18 @@ def cartpole_random() -> float:
     return random_policy_mean_return("CartPole-v1")
 
 
-# 40k steps (40 iterations of T = 1000) with seed 0. The paper's step sizes are tuned for 500k steps;
-# for this short budget each rule gets a larger η (stated here). Margin: the mean return of the last
-# 50 training episodes must reach 3 × a uniformly random policy's mean return (≈ 22, so ≈ 66).
-# Measured when written (seed 0): smac 136, woodbury 108, ac-cg 178, ac-sgd 140, ac-adam 183.
-MARGIN = 3.0
+# 40k steps (40 iterations of T = 1000). The paper's step sizes are tuned for 500k steps; for this short budget
+# each rule gets a larger η (stated here). Margin: the mean return of the last 50 training episodes must reach
+# 2 × a uniformly random policy's mean return (22.7, so 45.4). A learning curve is not a fixed number across CPUs
+# (floating-point results differ), so the margin is set from ten seeds: every one must clear it widely.
+# Seeds 0–9, measured on an AMD EPYC (2 cores, OMP_NUM_THREADS=1, torch 2.13.0):
+#   smac      115.8 118.1 141.4 101.9 150.5 130.6 162.8 138.8 128.4 162.4   (min 101.9 = 2.2 × the margin)
+#   woodbury  150.1 115.2 129.5 133.1 114.9 144.5 165.5 127.9 161.9 155.3   (min 114.9)
+#   ac-cg     240.7 198.9 213.5 213.6 219.2 144.8 245.3 137.5 205.0 185.2   (min 137.5)
+#   ac-sgd    101.9 124.2 127.2 133.6 150.1 121.3 169.5 127.0 180.5  98.1   (min  98.1 = 2.2 × the margin)
+#   ac-adam   264.0 197.2 233.5 126.8 179.0 214.1 239.6 145.0 186.4 238.0   (min 126.8)
+# The test runs seed 0 of each rule.
+MARGIN = 2.0
 LEARNING_CASES = {
     "smac": {"actor_lr": 2e-2},
     "woodbury": {"actor_lr": 2e-2},

@@ -225,14 +225,27 @@ def test_natural_cg_max_kl_scales_step_to_the_kl_budget(setup):
 def test_natural_cg_failed_line_search_restores_parameters(setup):
     actor, batch = setup
     before = theta(actor)
-    # advantages with zero mean and a surrogate that cannot improve: flip the gradient's sign
-    # by giving the update a step of the wrong direction via a negative lr is not allowed, so
-    # instead use advantages that are all zero: no step can improve the surrogate strictly.
+    # Zero advantages with an entropy bonus: g = c·∇H ≠ 0, so every candidate θ_old + frac·step moves θ, but
+    # the surrogate mean(ratio·A) = 0 never strictly beats its value at θ_old: every candidate is rejected and
+    # only the restore puts θ back (without it θ would stay at the last, smallest candidate).
     zero = ActorBatch(batch.obs, batch.actions, torch.zeros_like(batch.advantages))
-    info = NaturalCGUpdate(actor, lr=1.0, cg_iters=5, line_search=True, backtrack_iters=4).step(zero)
+    upd = NaturalCGUpdate(actor, lr=1.0, cg_iters=5, line_search=True, backtrack_iters=4, ent_coef=0.5)
+    g, _ = upd.policy_gradient(zero)
+    assert float(g.norm()) > 1e-2  # a real step
+    info = upd.step(zero)
     assert torch.equal(theta(actor), before)
     assert info.skipped == 1 and "restored" in info.skip_reason
     assert info.extras["line_search_failed"] == 1.0
+
+
+def test_natural_cg_line_search_rejects_candidates_that_give_no_valid_policy():
+    """A huge step sends a Gaussian's σ to 0 or ∞: torch refuses to build it; the candidate is rejected."""
+    actor = tiny_actor(discrete=False)
+    batch = tiny_batch(actor, N)
+    before = theta(actor)
+    info = NaturalCGUpdate(actor, lr=1e4, cg_iters=5, line_search=True, backtrack_iters=2).step(batch)
+    assert torch.equal(theta(actor), before)
+    assert info.skipped == 1 and info.extras["line_search_failed"] == 1.0
 
 
 def test_natural_cg_line_search_accepts_an_improving_step(setup):

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from natpg.config import ConfigError
+from natpg.guards import NonFiniteState, non_finite_entries
 from natpg.runlog import write_atomic
 
 CHECKPOINT_DIR = "checkpoints"
@@ -31,8 +32,24 @@ def checkpoint_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / CHECKPOINT_FILE
 
 
+UNCHECKED_KEYS = frozenset({"collector", "envs", "rng"})
+"""Entries of a state that hold what the environments produced, not what was learned: an episode in
+progress may legitimately carry a NaN reward or observation, so they are not checked for finiteness."""
+
+
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` atomically as the run's latest checkpoint and return its path."""
+    """Write ``state`` atomically as the run's latest checkpoint and return its path.
+
+    Raises:
+        NonFiniteState: a floating-point tensor or array of ``state`` (outside
+            :data:`UNCHECKED_KEYS`) holds a NaN or infinity; nothing is written and the
+            previous checkpoint stays as it was.
+    """
+    bad = non_finite_entries({k: v for k, v in state.items() if k not in UNCHECKED_KEYS})
+    if bad:
+        more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+        raise NonFiniteState(f"refusing to save a checkpoint in {str(run_dir)!r}: non-finite values in "
+                             f"{', '.join(bad[:3])}{more}")
     path = checkpoint_path(run_dir)
     write_atomic(path, lambda fh: torch.save({"format": FORMAT_VERSION, **state}, fh))
     return path

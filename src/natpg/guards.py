@@ -12,15 +12,32 @@ non-finite advantage (huge rewards)       update skipped
 non-finite gradient / curvature / step    the update rule skips (``UpdateInfo.skipped``)
 CG: pᵀFp ≤ 0, failed line search          CG stops at the last good iterate; a failed line
                                           search restores the old parameters
-update leaves non-finite log-probs        the parameters are restored from a snapshot
-non-finite critic loss or gradient        the critic step is skipped
+update leaves non-finite log-probs, or   the parameters are restored from a snapshot (the
+parameters that give no valid policy      distributions are built unvalidated, so σ = 0 shows
+(σ underflowed to 0)                      as a non-finite log-probability, not an exception)
+non-finite critic loss or gradient        the critic step is skipped (:func:`guarded_step`)
+critic step leaves a non-finite critic    critic and its Adam state are restored from a
+or Adam state (e.g. ``critic_lr=1e308``)  snapshot; the step counts as skipped
+AC-Adam step leaves non-finite            actor and Adam state restored (:func:`guarded_step`)
+parameters or Adam moments
+non-finite observation, normalize_obs     that row never enters the running mean/variance
+                                          (:mod:`natpg.normalization`)
 ``K`` consecutive skipped iterations      :class:`TrainingDiverged` is raised
+a non-finite tensor in a checkpoint       :class:`NonFiniteState` is raised and nothing is
+                                          written (:func:`natpg.checkpoint.save_checkpoint`)
 =======================================  ==================================================
+
+An iteration counts as skipped (for the stop rule) when any actor sub-step or any
+critic step of it was skipped. The Stable-Baselines3 ``SMAC`` class
+(:mod:`natpg.integrations.sb3`) uses the same helpers, counter and stop rule.
 """
 
 from __future__ import annotations
 
+import copy
+import math
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 import numpy as np
 import torch
@@ -29,6 +46,11 @@ from torch import nn
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive updates were skipped because of non-finite values."""
+
+
+class NonFiniteState(TrainingDiverged):
+    """A state about to be saved holds a non-finite tensor (a last line of defence: the guards
+    above should have kept it out)."""
 
 
 def rollout_fault(rewards: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> str:
@@ -44,14 +66,68 @@ def all_finite(*tensors: torch.Tensor) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
-def snapshot(module: nn.Module) -> torch.Tensor:
-    """A flat copy of ``module``'s parameters (O(d) memory)."""
-    return nn.utils.parameters_to_vector(module.parameters()).detach().clone()
+def optimizer_state_finite(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether every floating-point tensor of ``optimizer``'s per-parameter state (Adam's moments) is finite."""
+    return all(bool(torch.isfinite(v).all()) for state in optimizer.state.values() for v in state.values()
+               if isinstance(v, torch.Tensor) and v.is_floating_point())
 
 
-def restore(module: nn.Module, flat: torch.Tensor) -> None:
+def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | None = None) -> str:
+    """``optimizer.step()`` that never leaves a non-finite parameter or optimizer state behind.
+
+    Call it where ``optimizer.step()`` would go (gradients already computed). Guarantees:
+
+    * the step is not taken when ``loss`` (if given) or any gradient is not finite;
+    * otherwise it is taken on a snapshot of the parameters and of the optimizer's
+      state; if any parameter or state tensor is then non-finite, both are restored
+      exactly (bit for bit) to the snapshot.
+
+    Returns:
+        ``""`` when the step was taken and kept, else the reason it was skipped.
+        Cost of a taken step: one copy of the parameters and of the optimizer state.
+    """
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if loss is not None and not math.isfinite(float(loss)):
+        return "non-finite loss"
+    if not all_finite(*(p.grad for p in params if p.grad is not None)):
+        return "non-finite gradient"
+    saved_params = [p.detach().clone() for p in params]
+    saved_state = copy.deepcopy(optimizer.state_dict())
+    optimizer.step()
+    if all_finite(*params) and optimizer_state_finite(optimizer):
+        return ""
     with torch.no_grad():
-        nn.utils.vector_to_parameters(flat, module.parameters())
+        for p, saved in zip(params, saved_params):
+            p.copy_(saved)
+    optimizer.load_state_dict(saved_state)
+    return "step made parameters or optimizer state non-finite; restored"
+
+
+def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
+    """Paths (``"critic.0.weight"``) of the floating-point torch tensors and numpy arrays in a nested
+    dict/list/tuple ``state`` that hold a non-finite value."""
+    if isinstance(state, torch.Tensor):
+        return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
+    if isinstance(state, np.ndarray):
+        return [prefix] if state.dtype.kind in "fc" and not np.isfinite(state).all() else []
+    items = state.items() if isinstance(state, dict) else enumerate(state) if isinstance(state, (list, tuple)) else ()
+    return [path for key, value in items
+            for path in non_finite_entries(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def _params(module: nn.Module | Iterable[torch.Tensor]) -> Iterable[torch.Tensor]:
+    return module.parameters() if isinstance(module, nn.Module) else module
+
+
+def snapshot(module: nn.Module | Iterable[torch.Tensor]) -> torch.Tensor:
+    """A flat copy of the parameters of ``module`` (or of a list of parameters), O(d) memory."""
+    return nn.utils.parameters_to_vector(_params(module)).detach().clone()
+
+
+def restore(module: nn.Module | Iterable[torch.Tensor], flat: torch.Tensor) -> None:
+    """Write a :func:`snapshot` back into the same parameters."""
+    with torch.no_grad():
+        nn.utils.vector_to_parameters(flat, _params(module))
 
 
 @dataclass

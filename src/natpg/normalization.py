@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 from gymnasium.vector import VectorEnv, VectorWrapper
-from gymnasium.wrappers.utils import RunningMeanStd
+from gymnasium.wrappers.utils import RunningMeanStd, update_mean_var_count_from_moments
 
 
 class ObsNormalizer:
@@ -27,7 +27,8 @@ class ObsNormalizer:
 
     Example:
         >>> norm = ObsNormalizer((1,))
-        >>> norm.update(np.array([[1.0], [3.0]]))
+        >>> norm.update(np.array([[1.0], [3.0], [np.nan]]))   # rows merged: the NaN row is left out
+        2
         >>> round(float(norm.normalize(np.array([2.0]))[0]), 3)   # the mean maps to (almost) 0
         0.0
     """
@@ -38,11 +39,34 @@ class ObsNormalizer:
         self.rms = RunningMeanStd(shape=shape, dtype=np.float64)
         self.epsilon = float(epsilon)
         self.frozen = False
+        self.rejected_rows = 0
+        """Rows :meth:`update` left out of the statistics (non-finite, or overflowing the merge)."""
 
-    def update(self, batch: np.ndarray) -> None:
-        """Merge a batch ``(n, *shape)`` into the statistics (unless frozen)."""
-        if not self.frozen:
-            self.rms.update(np.asarray(batch, dtype=np.float64))
+    def update(self, batch: np.ndarray) -> int:
+        """Merge the finite rows of a batch ``(n, *shape)`` into the statistics (unless frozen).
+
+        Guarantees: the mean and variance only ever hold finite values. A row with a
+        non-finite entry never enters them, and a merge that would overflow (observations
+        near 1e300) is dropped whole; :attr:`rejected_rows` counts the rows left out.
+
+        Returns:
+            the number of rows merged.
+        """
+        if self.frozen:
+            return 0
+        x = np.asarray(batch, dtype=np.float64)
+        finite = np.isfinite(x.reshape(len(x), -1)).all(axis=1)
+        rows = x[finite]
+        merged = 0
+        if len(rows):
+            with np.errstate(over="ignore", invalid="ignore"):
+                mean, var, count = update_mean_var_count_from_moments(
+                    self.rms.mean, self.rms.var, self.rms.count, rows.mean(axis=0), rows.var(axis=0), len(rows))
+            if np.isfinite(mean).all() and np.isfinite(var).all():
+                self.rms.mean, self.rms.var, self.rms.count = mean, var, count
+                merged = len(rows)
+        self.rejected_rows += len(x) - merged
+        return merged
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         """Scale ``obs`` (any leading batch shape) with the current statistics, as float32."""

@@ -45,7 +45,7 @@ from natpg.checkpoint import (checkpoint_path, load_checkpoint, read_csv_rows, r
 from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
-from natpg.guards import SkipCounter, TrainingDiverged, all_finite, restore, rollout_fault, snapshot
+from natpg.guards import SkipCounter, TrainingDiverged, all_finite, guarded_step, restore, rollout_fault, snapshot
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper, RewardScaler
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
@@ -132,13 +132,20 @@ class Trainer:
         self.env_state_restored: bool | None = None
         """After :meth:`load_state_dict`: whether the environments were restored bit-identically."""
 
-    def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> float:
+    def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> tuple[float, int, str]:
         """Adam on ``mean (R − V)²``: ``cfg.critic_epochs`` passes over the batch, each in mini-batches of
         ``cfg.critic_batch_size`` drawn by a fresh random permutation (one full-batch step a pass when it
-        is ``None``). A step whose loss or gradient is not finite is skipped. Returns the last loss."""
+        is ``None``).
+
+        Each step goes through :func:`natpg.guards.guarded_step`: the critic and its Adam
+        state never hold a non-finite value (a step that would write one is skipped or undone).
+
+        Returns:
+            the last loss, the number of skipped steps and the last skip reason (``""`` if none).
+        """
         n = len(returns)
         m = self.cfg.critic_batch_size or n
-        loss_value = math.nan
+        loss_value, skipped, reason = math.nan, 0, ""
         for _ in range(self.cfg.critic_epochs):
             order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
             for start in range(0, n, m):
@@ -147,10 +154,10 @@ class Trainer:
                 self.critic_opt.zero_grad(set_to_none=True)
                 loss.backward()
                 loss_value = float(loss.detach())
-                grads = [p.grad for p in self.critic.parameters() if p.grad is not None]
-                if math.isfinite(loss_value) and all_finite(*grads):
-                    self.critic_opt.step()
-        return loss_value
+                why = guarded_step(self.critic_opt, loss_value)
+                if why:
+                    skipped, reason = skipped + 1, f"critic: {why}"
+        return loss_value, skipped, reason
 
     def close(self) -> None:
         """Close the environments (also done at the end of :meth:`run`)."""
@@ -277,15 +284,18 @@ class Trainer:
             before = snapshot(self.actor)
             info = self.update.step(ActorBatch(obs, actions, advantages))
             with torch.no_grad():
+                # σ underflowing to 0 after a huge but finite step gives non-finite log-probabilities too
                 new_dist = self.actor.distribution(obs)
-                new_logp = new_dist.log_prob(actions)
-                if not all_finite(new_logp) or not all_finite(*self.actor.parameters()):
+                if not all_finite(new_dist.log_prob(actions), *self.actor.parameters()):
                     restore(self.actor, before)
                     info = UpdateInfo(info.actor_loss, 0.0, 1,
                                       "update made the policy non-finite; parameters restored")
                     new_dist = self.actor.distribution(obs)
                 kl = float(kl_divergence(old_dist, new_dist).mean())
-            critic_loss = self.update_critic(obs, returns)
+            critic_loss, critic_skipped, critic_reason = self.update_critic(obs, returns)
+            if critic_skipped:
+                reason = "; ".join(r for r in (info.skip_reason, critic_reason) if r)
+                info = UpdateInfo(info.actor_loss, info.update_norm, info.skipped + critic_skipped, reason, info.extras)
         self.skips.record(info.skipped > 0, info.skip_reason)
         t2 = time.perf_counter()
 

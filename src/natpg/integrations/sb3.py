@@ -10,6 +10,12 @@ update is replaced, once per rollout, on the whole batch:
 * critic (the value network and value head): one Adam step (lr = ``learning_rate``,
   which follows SB3's schedules) on ``mean (R_t − V(s_t))²``.
 
+Both steps run under natpg's own guards (:mod:`natpg.guards`): no non-finite value
+ever reaches the actor, the critic or the critic's Adam state, skipped updates are
+counted and logged, and ``max_consecutive_skips`` skipped updates in a row stop
+training with :class:`natpg.guards.TrainingDiverged`. (SB3's own ``VecNormalize``
+statistics are SB3's: they are not guarded.)
+
 Example::
 
     from natpg.integrations.sb3 import SMAC
@@ -38,6 +44,8 @@ try:
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("natpg.integrations.sb3 needs Stable-Baselines3: pip install 'natpg[sb3]'") from exc
 
+from natpg.config import TrainConfig
+from natpg.guards import SkipCounter, all_finite, guarded_step, restore, rollout_fault, snapshot
 from natpg.optim import SMNG
 
 
@@ -73,6 +81,8 @@ class SMAC(OnPolicyAlgorithm):
         gamma: discount γ.
         gae_lambda: GAE λ.
         normalize_advantage: standardise advantages per rollout (off in the paper).
+        max_consecutive_skips: stop (raise :class:`natpg.guards.TrainingDiverged`) after this many
+            updates in a row were skipped because of non-finite values (natpg's default).
         Remaining arguments are SB3's (``policy_kwargs``, ``tensorboard_log``, ``verbose``,
         ``seed``, ``device``, ``stats_window_size``, ``_init_setup_model``).
     """
@@ -84,10 +94,14 @@ class SMAC(OnPolicyAlgorithm):
                  gamma: float = 0.99, gae_lambda: float = 0.9, normalize_advantage: bool = False,
                  stats_window_size: int = 100, tensorboard_log: str | None = None,
                  policy_kwargs: dict[str, Any] | None = None, verbose: int = 0, seed: int | None = None,
-                 device: torch.device | str = "cpu", _init_setup_model: bool = True) -> None:
+                 device: torch.device | str = "cpu", _init_setup_model: bool = True,
+                 max_consecutive_skips: int = TrainConfig.max_consecutive_skips) -> None:
         for name, value in (("actor_lr", actor_lr), ("damping", damping)):
             if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a finite number > 0")
+        if isinstance(max_consecutive_skips, bool) or not isinstance(max_consecutive_skips, int) \
+                or max_consecutive_skips < 1:
+            raise ValueError(f"max_consecutive_skips={max_consecutive_skips!r} must be an integer >= 1")
         super().__init__(policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma,
                          gae_lambda=gae_lambda, ent_coef=0.0, vf_coef=1.0, max_grad_norm=float("inf"),
                          use_sde=False, sde_sample_freq=-1, stats_window_size=stats_window_size,
@@ -97,6 +111,7 @@ class SMAC(OnPolicyAlgorithm):
         self.actor_lr = float(actor_lr)
         self.damping = float(damping)
         self.normalize_advantage = normalize_advantage
+        self.skips = SkipCounter(max_consecutive_skips)
         if _init_setup_model:
             self._setup_model()
 
@@ -111,12 +126,31 @@ class SMAC(OnPolicyAlgorithm):
         return [*super()._excluded_save_params(), "actor_optimizer"]
 
     def train(self) -> None:
-        """One critic Adam step and one SMAC actor step on the whole rollout."""
+        """One critic Adam step and one SMAC actor step on the whole rollout, under natpg's guards.
+
+        Guarantees (as in natpg's own trainer, :mod:`natpg.guards`): the actor, the critic
+        and the critic's Adam state never hold a non-finite value. A rollout with a
+        non-finite reward, observation, advantage or return is not learned from (both
+        steps skipped); a critic step that would write a non-finite value is skipped or
+        undone; an actor step that leaves non-finite parameters or log-probabilities is
+        undone. Skips are logged (``train/skipped_updates``, ``train/skip_reason``,
+        ``train/skipped_total``); after ``max_consecutive_skips`` skipped updates in a row
+        :class:`natpg.guards.TrainingDiverged` is raised.
+        """
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)
         for name in ("actor_lr", "damping"):  # allow changing them between learn() calls
             self.actor_optimizer.param_groups[0]["lr" if name == "actor_lr" else name] = getattr(self, name)
-        for data in self.rollout_buffer.get(batch_size=None):
+        rb = self.rollout_buffer
+        observations = rb.observations.values() if isinstance(rb.observations, dict) else [rb.observations]
+        # SB3 keeps no next observations: a non-finite one reaches the rewards through its bootstrap
+        fault = next((f for obs in observations if (f := rollout_fault(rb.rewards, obs, obs))), "")
+        if not fault and not (np.isfinite(rb.advantages).all() and np.isfinite(rb.returns).all()):
+            fault = "non-finite advantage"
+        skipped, reasons = 0, [fault] if fault else []
+        value_loss = policy_loss = float("nan")
+        update_norm = 0.0
+        for data in ([] if fault else rb.get(batch_size=None)):
             actions = data.actions
             if isinstance(self.action_space, spaces.Discrete):
                 actions = actions.long().flatten()
@@ -124,22 +158,50 @@ class SMAC(OnPolicyAlgorithm):
             advantages = data.advantages
             if self.normalize_advantage:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            value_loss = (data.returns - values.flatten()).pow(2).mean()
+            loss = (data.returns - values.flatten()).pow(2).mean()
+            value_loss = float(loss.detach())
             self.policy.optimizer.zero_grad()
-            value_loss.backward(retain_graph=True)  # the actor step below reuses the shared part of the graph
-            self.policy.optimizer.step()
+            loss.backward(retain_graph=True)  # the actor step below reuses the shared part of the graph
+            critic_reason = guarded_step(self.policy.optimizer, value_loss)
+            if critic_reason:
+                skipped, reasons = skipped + 1, [*reasons, f"critic: {critic_reason}"]
+            theta = actor_parameters(self.policy)
+            before = snapshot(theta)
             info = self.actor_optimizer.step(log_prob, advantages)
+            policy_loss, update_norm = info.actor_loss, info.update_norm
+            skipped += info.skipped
+            reasons += [info.skip_reason] if info.skip_reason else []
+            if not self._policy_finite(data.observations, actions, theta):
+                restore(theta, before)
+                skipped, update_norm = skipped + 1, 0.0
+                reasons.append("update made the policy non-finite; parameters restored")
+        skipped += int(bool(fault))
+        reason = "; ".join(reasons)
+        self.skips.record(skipped > 0, reason)
 
         self._n_updates += 1
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/explained_variance",
-                           explained_variance(self.rollout_buffer.values.flatten(), self.rollout_buffer.returns.flatten()))
-        self.logger.record("train/policy_loss", info.actor_loss)
-        self.logger.record("train/value_loss", float(value_loss.detach()))
-        self.logger.record("train/update_norm", info.update_norm)
-        self.logger.record("train/skipped_updates", info.skipped)
+                           explained_variance(rb.values.flatten(), rb.returns.flatten()))
+        self.logger.record("train/policy_loss", policy_loss)
+        self.logger.record("train/value_loss", value_loss)
+        self.logger.record("train/update_norm", update_norm)
+        self.logger.record("train/skipped_updates", skipped)
+        self.logger.record("train/skip_reason", reason, exclude="tensorboard")
+        self.logger.record("train/skipped_total", self.skips.total)
         if isinstance(getattr(self.policy, "log_std", None), nn.Parameter):
-            self.logger.record("train/std", float(self.policy.log_std.exp().mean()))
+            self.logger.record("train/std", float(self.policy.log_std.detach().exp().mean()))
+        if self.skips.exhausted:
+            raise self.skips.error()
+
+    def _policy_finite(self, observations: Any, actions: torch.Tensor, theta: list[nn.Parameter]) -> bool:
+        """Whether θ and the log-probabilities of the rollout's actions under the policy are all finite."""
+        with torch.no_grad():
+            try:
+                _, log_prob, _ = self.policy.evaluate_actions(observations, actions)
+            except ValueError:  # torch's argument validation: e.g. a Normal scale that underflowed to 0
+                return False
+        return all_finite(log_prob, *theta)
 
     def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 1, tb_log_name: str = "SMAC",
               reset_num_timesteps: bool = True, progress_bar: bool = False) -> "SMAC":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from natpg.guards import guarded_step
 from natpg.policies import Actor
 from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
 
@@ -16,16 +17,17 @@ class AdamUpdate(ActorUpdate):
         self.optimizer = torch.optim.Adam(self.params, lr=self.lr)
 
     def step(self, batch: ActorBatch) -> UpdateInfo:
+        """One Adam step through :func:`natpg.guards.guarded_step`: the actor's parameters and
+        Adam's moments never hold a non-finite value (such a step is skipped and reported)."""
         j, logp = self.objective(batch)
         loss = -float((logp.detach() * batch.advantages).mean())
         self.optimizer.zero_grad(set_to_none=True)
         (-j).backward()
-        grads = [p.grad for p in self.params]
-        if not bool(torch.isfinite(flatten(grads)).all()):
-            self.optimizer.zero_grad(set_to_none=True)
-            return UpdateInfo(actor_loss=loss, update_norm=0.0, skipped=1, skip_reason="non-finite gradient")
         before = flatten([p.detach() for p in self.params]).clone()
-        self.optimizer.step()
+        reason = guarded_step(self.optimizer)
+        if reason:
+            self.optimizer.zero_grad(set_to_none=True)
+            return UpdateInfo(actor_loss=loss, update_norm=0.0, skipped=1, skip_reason=reason)
         after = flatten([p.detach() for p in self.params])
         return UpdateInfo(actor_loss=loss, update_norm=float((after - before).norm()))
 

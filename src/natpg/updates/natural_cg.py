@@ -74,7 +74,7 @@ class NaturalCGUpdate(ActorUpdate):
             frac = 1.0
             for i in range(self.backtrack_iters):
                 self._set(theta_old + frac * step)
-                dist = self.actor.distribution(batch.obs)
+                dist = self.actor.distribution(batch.obs)  # σ underflowed to 0: non-finite surrogate, rejected
                 ratio = (dist.log_prob(batch.actions) - old_logp).exp()
                 surr = float((ratio * batch.advantages).mean())
                 kl = float(kl_divergence(old, dist).mean())
