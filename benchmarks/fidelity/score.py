@@ -16,6 +16,9 @@ The score was fixed before any run was looked at (lower is better, 0 = perfect a
   the 6 algorithm pairs whose order of first passing the threshold (mean steps over seeds; never = last,
   ties between two "never" count one half) disagrees with the paper's text, averaged over the two tasks;
 * score = D + O / 2.
+
+A run that diverged (stopped by the guards after repeated non-finite updates) gives its cell the
+maximum distance 1, and counts as never passing the threshold.
 """
 
 from __future__ import annotations
@@ -92,34 +95,41 @@ def main(root: Path, out: Path) -> None:
     cells, scores = [], []
     for reading_dir in sorted(p for p in root.iterdir() if p.is_dir()):
         data = collect(find_runs(reading_dir), thresholds=thresholds, bootstrap_reps=10)
-        runs = data.runs[data.runs["status"] == "finished"].copy()
-        if runs.empty:
+        all_runs = data.runs.copy()
+        all_runs["algo"] = all_runs["label"].map(algo_of)
+        failed = all_runs[all_runs["status"] == "failed"]
+        runs = all_runs[all_runs["status"] == "finished"]
+        if runs.empty and failed.empty:
             continue
-        runs["algo"] = runs["label"].map(algo_of)
         dists, orders = [], []
         for env in PAPER:
             passing: dict[str, float] = {}
             for algo in ALGOS:
                 sel = runs[(runs.env_id == env) & (runs.algo == algo)]
-                if sel.empty:
+                n_failed = int(((failed.env_id == env) & (failed.algo == algo)).sum())
+                if sel.empty and not n_failed:
                     continue
-                f = float(sel.final_score.mean())
+                f = float(sel.final_score.mean()) if not sel.empty else math.nan
                 p_mean, p_std = PAPER[env][algo]
-                d = min(1.0, abs(f - p_mean) / ranges[env])
+                # a run that diverged (stopped by the guards) is the method failing: the cell's maximum distance
+                d = 1.0 if n_failed else min(1.0, abs(f - p_mean) / ranges[env])
                 steps = sel.steps_to_threshold.to_numpy(float)
                 reached = int(np.isfinite(steps).sum())
-                passing[algo] = float(np.nanmean(steps)) if reached == len(steps) else math.nan
+                n_runs = len(sel) + n_failed
+                passing[algo] = float(np.nanmean(steps)) if reached == n_runs else math.nan
                 dists.append(d)
-                cells.append({"reading": reading_dir.name, "env_id": env, "algo": algo, "n": len(sel),
-                              "final_mean": f, "final_std": float(sel.final_score.std(ddof=0)),
+                cells.append({"reading": reading_dir.name, "env_id": env, "algo": algo, "n": n_runs,
+                              "failed": n_failed,
+                              "final_mean": f, "final_std": float(sel.final_score.std(ddof=0)) if len(sel) else math.nan,
                               "paper_mean": p_mean, "paper_std": p_std, "distance": d,
                               "within_paper_spread": abs(f - p_mean) <= max(2 * p_std, 0.05 * ranges[env]),
-                              "steps_to_threshold": passing[algo], "reached": f"{reached}/{len(steps)}"})
+                              "steps_to_threshold": passing[algo], "reached": f"{reached}/{n_runs}"})
             if env in ORDER and len(passing) == len(ALGOS):
                 orders.append(pair_disagreement(passing, ORDER[env][1]))
         d_mean = float(np.mean(dists)) if dists else math.nan
         o_mean = float(np.mean(orders)) if orders else math.nan
-        scores.append({"reading": reading_dir.name, "cells": len(dists), "runs": len(runs), "D": d_mean,
+        scores.append({"reading": reading_dir.name, "cells": len(dists), "runs": len(runs) + len(failed),
+                       "failed": len(failed), "D": d_mean,
                        "O": o_mean, "score": d_mean + o_mean / 2})
     cells_df, scores_df = pd.DataFrame(cells), pd.DataFrame(scores).sort_values("score")
     cells_df.to_csv(out / "cells.csv", index=False)
@@ -128,8 +138,8 @@ def main(root: Path, out: Path) -> None:
              f"Random-policy returns (20 episodes, 1000-step cap): "
              + ", ".join(f"{k} {v:.1f}" for k, v in randoms.items()), "",
              "## Readings ranked (lower score = closer to the paper)", "",
-             markdown_table(["reading", "cells", "runs", "D (final scores)", "O (order)", "score"],
-                            [[r.reading, r.cells, r.runs, f"{r.D:.3f}", f"{r.O:.3f}", f"{r.score:.3f}"]
+             markdown_table(["reading", "cells", "runs", "diverged", "D (final scores)", "O (order)", "score"],
+                            [[r.reading, r.cells, r.runs, r.failed, f"{r.D:.3f}", f"{r.O:.3f}", f"{r.score:.3f}"]
                              for r in scores_df.itertuples()]), "",
              "## Final scores (mean ± std over seeds; paper in brackets)", ""]
     for env in PAPER:
@@ -138,7 +148,12 @@ def main(root: Path, out: Path) -> None:
             row = [reading]
             for algo in ALGOS:
                 c = cells_df[(cells_df.reading == reading) & (cells_df.env_id == env) & (cells_df.algo == algo)]
-                row.append("–" if c.empty else f"{c.final_mean.iloc[0]:.1f} ± {c.final_std.iloc[0]:.1f} (n={c.n.iloc[0]})")
+                if c.empty:
+                    row.append("–")
+                else:
+                    cell = c.iloc[0]
+                    text = "" if math.isnan(cell.final_mean) else f"{cell.final_mean:.1f} ± {cell.final_std:.1f} "
+                    row.append(text + f"(n={cell.n}" + (f", {cell.failed} diverged)" if cell.failed else ")"))
             rows.append(row)
         paper = ["paper"] + [f"{PAPER[env][a][0]} ± {PAPER[env][a][1]}" for a in ALGOS]
         lines += [f"### {env}", "", markdown_table(["reading"] + ALGOS, [paper] + rows), ""]
