@@ -13,6 +13,7 @@ or missing rows.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,9 @@ from natpg.runlog import write_atomic
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "latest.pt"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("config", "iteration", "global_step", "elapsed_s", "actor", "critic", "critic_opt", "update",
+                 "rng", "collector", "envs")
+"""What every checkpoint holds (``obs_rms`` and ``skips`` may be ``None``/absent)."""
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -34,7 +38,12 @@ def checkpoint_path(run_dir: str | Path) -> Path:
 def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` atomically as the run's latest checkpoint and return its path."""
     path = checkpoint_path(run_dir)
-    write_atomic(path, lambda fh: torch.save({"format": FORMAT_VERSION, **state}, fh))
+    # Serialised in memory first: a failing write (full disk) then raises a plain OSError naming the file,
+    # where torch.save into the file would raise its own RuntimeError ("enforce fail ...").
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **state}, buffer)
+    data = buffer.getvalue()
+    write_atomic(path, lambda fh: fh.write(data))
     return path
 
 
@@ -59,6 +68,18 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise ConfigError(f"{str(path)!r} is not a natpg checkpoint of format {FORMAT_VERSION}")
     return state
+
+
+def require_keys(run_dir: str | Path, state: dict[str, Any], keys: tuple[str, ...] = REQUIRED_KEYS) -> None:
+    """Refuse a loaded checkpoint that lacks one of ``keys`` (one line naming the file and the keys).
+
+    Raises:
+        ConfigError: a key is missing.
+    """
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ConfigError(f"checkpoint {str(checkpoint_path(run_dir))!r} is damaged: it lacks "
+                          f"{', '.join(map(repr, missing))}")
 
 
 def remove_stale_temp_files(run_dir: str | Path) -> None:
@@ -106,9 +127,16 @@ def truncate_csv(path: str | Path, key: str, max_value: float) -> int:
 
 
 def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
-    """All rows of a CSV as dicts (an empty list when the file is missing)."""
+    """All rows of a CSV as dicts (an empty list when the file is missing).
+
+    Raises:
+        ConfigError: the file is not a readable CSV (naming the file).
+    """
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"log {str(path)!r} is damaged or unreadable: {exc}") from None
