@@ -97,16 +97,24 @@ def truncate_csv(path: str | Path, key: str, max_value: float) -> int:
     A row is complete when it ends with a newline and has as many fields as the
     header: a line cut short by a killed process is dropped whatever its
     content. The file is rewritten atomically. A missing file is left missing.
+
+    Raises:
+        ConfigError: the file is not text or its header lacks ``key`` (naming the file; nothing is written).
     """
     path = Path(path)
     if not path.exists():
         return 0
-    with open(path, newline="") as fh:
-        text = fh.read()
+    try:
+        with open(path, newline="") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"log {str(path)!r} is damaged or unreadable: {exc}") from None
     lines = text.splitlines(keepends=True)
     if not lines:
         return 0
-    header = next(csv.reader([lines[0]]))
+    header = next(csv.reader([lines[0]]), [])
+    if key not in header:
+        raise ConfigError(f"log {str(path)!r} is damaged: its header has no {key!r} column")
     col = header.index(key)
     kept = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
     for line in lines[1:]:

@@ -57,7 +57,7 @@ def plot_run(run_dir: Path, out: Path | None = None, window: int = 20) -> Path:
     out = Path(out) if out is not None else run_dir / "learning_curve.png"
     if out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a folder; give a .png file path")
-    check_out_path(out.parent, "--out's folder")
+    check_out_path(out, "--out")
     if not out.parent.is_dir():
         raise ConfigError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
     fig, ax = plt.subplots(figsize=(7, 4))
