@@ -74,7 +74,7 @@ class RunLock:
             raise RunLocked(f"run folder {str(run_dir)!r} is in use by another natpg process "
                             f"(it holds {LOCK_FILE}); wait for it to end") from None
         except OSError as exc:
-            raise ConfigError(f"cannot lock run folder {str(run_dir)!r}: {describe_os_error(exc)}") from None
+            raise ConfigError(f"cannot lock run folder {str(run_dir)!r}: {exc.strerror or exc}") from None
         return cls(run_dir, lock)
 
     @property
@@ -130,7 +130,7 @@ def make_writable_folder(path: str | Path, what: str = "--out") -> Path:
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ConfigError(f"{what} {str(path)!r} cannot be written: {describe_os_error(exc)}") from None
+        raise ConfigError(f"{what} {str(path)!r} cannot be written: {exc.strerror or exc}") from None
     return path
 
 

@@ -109,14 +109,14 @@ def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigError(f"cannot create run folder {str(run_dir)!r}: {describe_os_error(exc)}") from None
+        raise ConfigError(f"cannot create run folder {describe_os_error(exc)}") from None
     lock = RunLock.acquire(run_dir)
     try:
         if overwrite:
             clear_run_folder(run_dir)
     except OSError as exc:
         lock.release()
-        raise ConfigError(f"--overwrite cannot clear {str(run_dir)!r}: {describe_os_error(exc)}") from None
+        raise ConfigError(f"--overwrite cannot clear the run folder: {describe_os_error(exc)}") from None
     return lock
 
 
