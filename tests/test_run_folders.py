@@ -123,7 +123,7 @@ def test_a_locked_run_is_refused_by_train_and_skipped_by_bench(tmp_path):
         assert "is in use by another natpg process" in line
         assert (run / "config.json").is_file() and rows(run / "iterations.csv") >= 2  # nothing deleted
         outcome = run_grid(plan_grid(["CartPole-v1"], ["smac"], [0], grid, {"total_steps": int(LONG)}),
-                           workers=1, display=False)
+                           workers=1, display=False, timeout_s=60, retries=0)  # a broken lock fails, not hangs
         assert outcome.busy == ["CartPole-v1 smac seed0"] and not outcome.failed and not outcome.finished
         assert not (run / "error.json").exists()
     finally:
@@ -202,9 +202,11 @@ def test_a_summary_of_another_config_does_not_count_as_finished(tmp_path):
     run = tmp_path / "grid" / "CartPole-v1" / "smac" / "seed0"
     train(make_config("CartPole-v1", "smac", 0, {"total_steps": 1000}), run)
     config = json.loads((run / "config.json").read_text())
-    (run / "config.json").write_text(json.dumps({**config, "total_steps": 3000}))  # as an old natpg left it
+    # Same budget, another setting (as a killed rerun with --set left it): the steps alone would say finished.
+    (run / "config.json").write_text(json.dumps({**config, "actor_lr": config["actor_lr"] * 2}))
     assert not is_finished(run)
     assert [r.status for r in find_runs(tmp_path / "grid")] == ["unfinished"]
+    (run / "config.json").write_text(json.dumps({**config, "total_steps": 3000}))  # as an old natpg left it
     summary = json.loads((run / "summary.json").read_text())
     del summary["config"]  # a summary written before natpg recorded the config: its step count decides
     (run / "summary.json").write_text(json.dumps(summary))
