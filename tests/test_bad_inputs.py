@@ -141,6 +141,8 @@ BAD = [
     (["report", "{ws}/bad_summary", "--out", "{ws}/new_run"], "'{ws}/bad_summary/summary.json' is damaged"),
     (["report", "{ws}/bad_csv", "--out", "{ws}/new_run"], "'{ws}/bad_csv/episodes.csv' is damaged"),
     (["report", "{ws}/bad_config", "--out", "{ws}/new_run"], "'{ws}/bad_config/config.json' is damaged"),
+    (["report", "{ws}/run", "--out", "{ws}/new_run", "--notes", "{ws}/run/checkpoints/latest.pt"],
+     "is not a UTF-8 text (Markdown) file"),
     # --- bench: seeds, --out
     (["bench", "--out", "{ws}/new_run"] + ["--envs", "CartPole-v1", "--seeds", "0-99999999999"], "is too large"),
     (["bench", "--out", "{ws}/new_run"] + ["--envs", "CartPole-v1", "--seeds", "0-20000"], "at most 10000"),

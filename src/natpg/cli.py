@@ -328,7 +328,10 @@ def report(
     try:
         if notes is not None and not notes.is_file():
             raise ConfigError(f"--notes {str(notes)!r} is not a file")
-        text = notes.read_text() if notes is not None else ""
+        try:
+            text = notes.read_text() if notes is not None else ""
+        except UnicodeDecodeError:
+            raise ConfigError(f"--notes {str(notes)!r} is not a UTF-8 text (Markdown) file") from None
         path = write_report(root, out, dict(parse_threshold(t) for t in thresholds or []), title=title, notes=text)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
