@@ -17,7 +17,6 @@ Three guarantees rest on this module:
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 from pathlib import Path
@@ -177,21 +176,6 @@ def is_run_folder(run_dir: str | Path) -> bool:
     return isinstance(error, dict) and "error" in error
 
 
-def foreign_entries(run_dir: str | Path) -> list[Path]:
-    """Entries of ``run_dir`` that natpg did not write (kept by :func:`clear_run_folder`)."""
-    run_dir = Path(run_dir)
-    mine = set(_natpg_entries(run_dir))
-    out = []
-    for entry in sorted(run_dir.iterdir()):
-        if entry.name == LOCK_FILE or entry in mine:
-            continue
-        if entry.name in NATPG_DIRS and entry.is_dir():
-            out.extend(p for p in sorted(entry.iterdir()) if p not in mine)
-        else:
-            out.append(entry)
-    return out
-
-
 def _natpg_entries(run_dir: Path) -> list[Path]:
     """The files natpg wrote in ``run_dir`` (not the lock file, not folders)."""
     found = [run_dir / name for name in NATPG_FILES if (run_dir / name).is_file()]
@@ -267,7 +251,3 @@ def config_differences(saved: dict[str, Any], planned: dict[str, Any]) -> list[s
     keys = list(dict.fromkeys([*saved, *planned]))
     return [f"{k} {saved.get(k, '(none)')}→{planned.get(k, '(none)')}" for k in keys if saved.get(k) != planned.get(k)]
 
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether ``exc`` is an out-of-space error."""
-    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
