@@ -41,7 +41,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 LONG = str(10_000_000)  # a budget no test waits for: these runs are stopped by a signal
 
 
-def natpg(*args: str) -> list[str]:
+def natpg_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "natpg.cli", *args]
 
 
@@ -113,7 +113,7 @@ def test_overwrite_deletes_only_the_files_natpg_wrote(tmp_path):
 def test_a_locked_run_is_refused_by_train_and_skipped_by_bench(tmp_path):
     grid = tmp_path / "grid"
     run = grid / "CartPole-v1" / "smac" / "seed0"  # where `natpg bench` puts this run
-    proc = subprocess.Popen(natpg("train", "--env", "CartPole-v1", "--steps", LONG, "--quiet", "--out", str(run)),
+    proc = subprocess.Popen(natpg_cmd("train", "--env", "CartPole-v1", "--steps", LONG, "--quiet", "--out", str(run)),
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         wait_for_rows([run / "iterations.csv"], 2, [proc])
@@ -138,7 +138,7 @@ def test_a_locked_run_is_refused_by_train_and_skipped_by_bench(tmp_path):
 @pytest.mark.parametrize("sig,code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)], ids=["SIGTERM", "SIGINT"])
 def test_train_signal_saves_a_checkpoint_and_exits_with_the_conventional_code(tmp_path, sig, code):
     run = tmp_path / "run"
-    proc = subprocess.Popen(natpg("train", "--env", "CartPole-v1", "--steps", LONG, "--quiet", "--out", str(run),
+    proc = subprocess.Popen(natpg_cmd("train", "--env", "CartPole-v1", "--steps", LONG, "--quiet", "--out", str(run),
                                   "--checkpoint-every", "1000"),
                             env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for_rows([run / "iterations.csv"], 3, [proc])
@@ -157,7 +157,7 @@ def test_train_signal_saves_a_checkpoint_and_exits_with_the_conventional_code(tm
 def test_bench_forwards_sigterm_to_its_workers(tmp_path):
     grid = tmp_path / "grid"
     runs = [grid / "CartPole-v1" / algo / "seed0" for algo in ("smac", "ac-sgd")]
-    proc = subprocess.Popen(natpg("bench", "--out", str(grid), "--envs", "CartPole-v1", "--algos", "smac,ac-sgd",
+    proc = subprocess.Popen(natpg_cmd("bench", "--out", str(grid), "--envs", "CartPole-v1", "--algos", "smac,ac-sgd",
                                   "--seeds", "0", "--steps", LONG, "--workers", "2", "--quiet",
                                   "--set", "checkpoint_every=1000"),
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
