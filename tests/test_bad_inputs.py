@@ -8,31 +8,50 @@ is allowed), no traceback, and no file that existed before changed or removed.
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from natpg.checkpoint import load_checkpoint, save_checkpoint
 from natpg.cli import app
+from natpg.runfolder import LOCK_FILE
 
 runner = CliRunner()
 
 
+def _copy_run(src: Path, dst: Path) -> Path:
+    shutil.copytree(src, dst)
+    return dst
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory) -> Path:
-    """A folder holding one finished run, a damaged copy of it, a foreign folder and a file."""
+    """A folder holding one finished run, damaged copies of it, a foreign folder and a file."""
     root = tmp_path_factory.mktemp("bad_inputs")
     result = runner.invoke(app, ["train", "--env", "CartPole-v1", "--steps", "1000", "--quiet",
                                  "--out", str(root / "run")])
     assert result.exit_code == 0, result.output
-    damaged = root / "damaged"
-    damaged.mkdir()
-    for f in (root / "run").iterdir():
-        if f.is_file():
-            (damaged / f.name).write_bytes(f.read_bytes())
-    (damaged / "checkpoints").mkdir()
-    ckpt = (root / "run" / "checkpoints" / "latest.pt").read_bytes()
+    run = root / "run"
+    damaged = _copy_run(run, root / "damaged")
+    ckpt = (run / "checkpoints" / "latest.pt").read_bytes()
     (damaged / "checkpoints" / "latest.pt").write_bytes(ckpt[: len(ckpt) // 3])  # a truncated checkpoint
+    (_copy_run(run, root / "bad_config") / "config.json").write_text('{"env_id": "CartPole-v1", "al')
+    (_copy_run(run, root / "bad_summary") / "summary.json").write_text("{not json")
+    (_copy_run(run, root / "bad_csv") / "episodes.csv").write_bytes(b"\x00\xff\xfe garbage\n\x81\x82,\n")
+    (_copy_run(run, root / "bad_header") / "iterations.csv").write_text("it,step\n1,1000\n")
+    shutil.rmtree(_copy_run(run, root / "no_checkpoint") / "checkpoints")
+    state = load_checkpoint(run)
+    no_key = _copy_run(run, root / "no_key")
+    save_checkpoint(no_key, {k: v for k, v in state.items() if k not in ("format", "actor", "critic")})
+    diverged = _copy_run(run, root / "diverged")  # stopped by the skip limit before its budget
+    config = {**state["config"], "total_steps": 5000}
+    save_checkpoint(diverged, {**{k: v for k, v in state.items() if k != "format"}, "config": config,
+                               "skips": {"consecutive": 10, "total": 10, "last_reason": "non-finite reward"}})
+    (diverged / "config.json").write_text(json.dumps(config))
+    (diverged / "summary.json").unlink()
     (root / "foreign").mkdir()
     (root / "foreign" / "notes.txt").write_text("not a run\n")
     (root / "a_file.txt").write_text("a file, not a folder\n")
@@ -40,8 +59,10 @@ def workspace(tmp_path_factory) -> Path:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
+    """Every file under ``root`` and its hash (natpg's empty lock file, which a resume may leave in a
+    run folder it tried, is not content)."""
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+            for p in sorted(root.rglob("*")) if p.is_file() and p.name != LOCK_FILE}
 
 
 T = ["train", "--quiet", "--out", "{ws}/new_run"]          # a fresh output folder for train rows
@@ -64,6 +85,8 @@ BAD = [
     (T + CP + ["--set", "gamma=1.5"], "gamma=1.5 must be in [0, 1]"),
     (T + CP + ["--set", "gae_lambda=nan"], "gae_lambda=nan must be in [0, 1]"),
     (T + CP + ["--set", "seed=-3"], "seed=-3 must be an integer >= 0"),
+    (T + CP + ["--seed", "4294967296"], "seed=4294967296 must be an integer >= 0 and <= 4294967295"),
+    (T + CP + ["--set", "seed=18446744073709551616"], "must be an integer >= 0 and <= 4294967295"),
     (T + CP + ["--set", "rank=0"], "rank=0 must be an integer >= 1"),
     (T + CP + ["--set", "cg_iters=2.5"], "cg_iters=2.5 must be an integer"),
     (T + CP + ["--set", "hidden_sizes=64,x"], "hidden_sizes='64,x' must be a comma-separated list of integers"),
@@ -83,19 +106,48 @@ BAD = [
     # --- train: output folders
     (["train", "--quiet"] + CP + ["--out", "{ws}/a_file.txt"], "exists and is not a folder"),
     (["train", "--quiet"] + CP + ["--out", "{ws}/run"], "already holds files"),
+    (["train", "--quiet"] + CP + ["--out", "{ws}/a_file.txt/run"], "which is a file, not a folder"),
+    # --- --overwrite deletes only a natpg run folder (the user's files are checked unchanged below)
+    (["train", "--quiet"] + CP + ["--out", "{ws}/foreign", "--overwrite"], "'{ws}/foreign' is not a natpg run folder"),
+    (["train", "--quiet"] + CP + ["--out", "{ws}", "--overwrite"], "'{ws}' is not a natpg run folder"),
+    (["train", "--quiet"] + CP + ["--out", "{ws}/bad_config", "--overwrite"], "config.json' is damaged"),
     # --- resume
     (["train", "--resume", "{ws}/nosuch"], "run folder '{ws}/nosuch' does not exist"),
     (["train", "--resume", "{ws}/foreign"], "has no checkpoint (checkpoints/latest.pt)"),
     (["train", "--resume", "{ws}/damaged"], "cannot read checkpoint"),
     (["train", "--resume", "{ws}/run", "--env", "Hopper-v5"], "--env cannot be given with it"),
+    (["train", "--resume", "{ws}/run", "--steps", "10"], "--steps 10 is below the 1000 steps"),
+    (["train", "--resume", "{ws}/bad_config"], "'{ws}/bad_config/config.json' is damaged"),
+    (["train", "--resume", "{ws}/bad_csv"], "'{ws}/bad_csv/episodes.csv' is damaged"),
+    (["train", "--resume", "{ws}/bad_header"], "'{ws}/bad_header/iterations.csv' is damaged: its header has no"),
+    (["train", "--resume", "{ws}/no_key"], "is damaged: it lacks 'actor', 'critic'"),
+    (["train", "--resume", "{ws}/diverged"], "stopped because training diverged"),
+    (["train", "--resume", "{ws}/no_checkpoint"], "has logs (iterations.csv, episodes.csv, summary.json) but no "
+                                                  "checkpoint"),
     # --- eval
     (["eval", "{ws}/foreign"], "has no checkpoint"),
     (["eval", "{ws}/damaged"], "cannot read checkpoint"),
     (["eval", "{ws}/run", "--episodes", "0"], "episodes=0 must be an integer >= 1"),
     (["eval", "{ws}/run", "--video", "{ws}/clip.avi"], "must end in .gif or .mp4"),
     (["eval", "{ws}/run", "--video", "{ws}/no/such/dir/clip.gif"], "does not exist"),
+    (["eval", "{ws}/run", "--seed", "-1"], "seed=-1 must be an integer >= 0"),
+    (["eval", "{ws}/no_key"], "is damaged: it lacks 'actor'"),
     # --- plot
     (["plot", "{ws}/foreign"], "is not a natpg run folder"),
+    (["plot", "{ws}/bad_csv"], "'{ws}/bad_csv/episodes.csv' is damaged"),
+    (["plot", "{ws}/bad_config"], "'{ws}/bad_config/config.json' is damaged"),
+    (["plot", "{ws}/run", "--out", "{ws}/a_file.txt/curve.png"], "which is a file, not a folder"),
+    # --- report
+    (["report", "{ws}/bad_summary", "--out", "{ws}/new_run"], "'{ws}/bad_summary/summary.json' is damaged"),
+    (["report", "{ws}/bad_csv", "--out", "{ws}/new_run"], "'{ws}/bad_csv/episodes.csv' is damaged"),
+    (["report", "{ws}/bad_config", "--out", "{ws}/new_run"], "'{ws}/bad_config/config.json' is damaged"),
+    (["report", "{ws}/run", "--out", "{ws}/new_run", "--notes", "{ws}/run/checkpoints/latest.pt"],
+     "is not a UTF-8 text (Markdown) file"),
+    # --- bench: seeds, --out
+    (["bench", "--out", "{ws}/new_run"] + ["--envs", "CartPole-v1", "--seeds", "0-99999999999"], "is too large"),
+    (["bench", "--out", "{ws}/new_run"] + ["--envs", "CartPole-v1", "--seeds", "0-20000"], "at most 10000"),
+    (["bench", "--out", "{ws}/a_file.txt/grid", "--envs", "CartPole-v1", "--seeds", "0", "--steps", "1000"],
+     "which is a file, not a folder"),
 ]
 
 

@@ -13,6 +13,7 @@ or missing rows.
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ from natpg.runlog import write_atomic
 CHECKPOINT_DIR = "checkpoints"
 CHECKPOINT_FILE = "latest.pt"
 FORMAT_VERSION = 1
+REQUIRED_KEYS = ("config", "iteration", "global_step", "elapsed_s", "actor", "critic", "critic_opt", "update",
+                 "rng", "collector", "envs")
+"""What every checkpoint holds (``obs_rms`` and ``skips`` may be ``None``/absent)."""
 
 
 def checkpoint_path(run_dir: str | Path) -> Path:
@@ -51,7 +55,12 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
         raise NonFiniteState(f"refusing to save a checkpoint in {str(run_dir)!r}: non-finite values in "
                              f"{', '.join(bad[:3])}{more}")
     path = checkpoint_path(run_dir)
-    write_atomic(path, lambda fh: torch.save({"format": FORMAT_VERSION, **state}, fh))
+    # Serialised in memory first: a failing write (full disk) then raises a plain OSError naming the file,
+    # where torch.save into the file would raise its own RuntimeError ("enforce fail ...").
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT_VERSION, **state}, buffer)
+    data = buffer.getvalue()
+    write_atomic(path, lambda fh: fh.write(data))
     return path
 
 
@@ -78,6 +87,18 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
     return state
 
 
+def require_keys(run_dir: str | Path, state: dict[str, Any], keys: tuple[str, ...] = REQUIRED_KEYS) -> None:
+    """Refuse a loaded checkpoint that lacks one of ``keys`` (one line naming the file and the keys).
+
+    Raises:
+        ConfigError: a key is missing.
+    """
+    missing = [k for k in keys if k not in state]
+    if missing:
+        raise ConfigError(f"checkpoint {str(checkpoint_path(run_dir))!r} is damaged: it lacks "
+                          f"{', '.join(map(repr, missing))}")
+
+
 def remove_stale_temp_files(run_dir: str | Path) -> None:
     """Delete temporary checkpoint files left by a process killed while saving.
 
@@ -93,16 +114,24 @@ def truncate_csv(path: str | Path, key: str, max_value: float) -> int:
     A row is complete when it ends with a newline and has as many fields as the
     header: a line cut short by a killed process is dropped whatever its
     content. The file is rewritten atomically. A missing file is left missing.
+
+    Raises:
+        ConfigError: the file is not text or its header lacks ``key`` (naming the file; nothing is written).
     """
     path = Path(path)
     if not path.exists():
         return 0
-    with open(path, newline="") as fh:
-        text = fh.read()
+    try:
+        with open(path, newline="") as fh:
+            text = fh.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"log {str(path)!r} is damaged or unreadable: {exc}") from None
     lines = text.splitlines(keepends=True)
     if not lines:
         return 0
-    header = next(csv.reader([lines[0]]))
+    header = next(csv.reader([lines[0]]), [])
+    if key not in header:
+        raise ConfigError(f"log {str(path)!r} is damaged: its header has no {key!r} column")
     col = header.index(key)
     kept = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
     for line in lines[1:]:
@@ -123,9 +152,16 @@ def truncate_csv(path: str | Path, key: str, max_value: float) -> int:
 
 
 def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
-    """All rows of a CSV as dicts (an empty list when the file is missing)."""
+    """All rows of a CSV as dicts (an empty list when the file is missing).
+
+    Raises:
+        ConfigError: the file is not a readable CSV (naming the file).
+    """
     path = Path(path)
     if not path.exists():
         return []
-    with open(path, newline="") as fh:
-        return list(csv.DictReader(fh))
+    try:
+        with open(path, newline="") as fh:
+            return list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise ConfigError(f"log {str(path)!r} is damaged or unreadable: {exc}") from None

@@ -15,9 +15,32 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Natural policy gradients at the cost of a first-order method (SMAC and baselines).")
 
 
-def _fail(message: str) -> "typer.Exit":
+def _fail(message: str, code: int = 2) -> "typer.Exit":
     typer.echo(f"natpg: error: {message}", err=True)
-    return typer.Exit(code=2)
+    return typer.Exit(code=code)
+
+
+def _os_failure(exc: OSError, run_dir: Optional[Path] = None) -> "typer.Exit":
+    """One line for a file-system failure (full disk, read-only folder, ...), exit code 1."""
+    from natpg.runfolder import describe_os_error
+
+    tail = ""
+    if run_dir is not None:
+        tail = (f"; the run's last checkpoint is kept: free the problem, then continue with "
+                f"natpg train --resume {run_dir}")
+    return _fail(f"cannot write {describe_os_error(exc)}{tail}", code=1)
+
+
+def _interrupted(exc, run_dir: Path) -> "typer.Exit":
+    """One line for a run stopped by SIGINT/SIGTERM; the exit code is 128 + the signal number."""
+    if exc.checkpoint_saved:
+        text = (f"natpg: interrupted by {exc.name} at step {exc.global_step}; checkpoint saved in {run_dir}; "
+                f"continue with: natpg train --resume {run_dir}")
+    else:
+        text = (f"natpg: interrupted by {exc.name} again; stopped without a new checkpoint (the last one in "
+                f"{run_dir} is kept; natpg train --resume {run_dir} continues from it)")
+    typer.echo(text, err=True)
+    return typer.Exit(code=exc.exit_code)
 
 
 @app.command()
@@ -57,7 +80,20 @@ def train(
                                          help="Preset set: paper (the paper's table, read literally) or "
                                               "paper-inferred (plus the adopted reading of its unstated details)."),
 ) -> None:
-    """Train one agent and write its run folder (config, episodes.csv, iterations.csv, summary.json, checkpoints/)."""
+    """Train one agent and write its run folder (config, episodes.csv, iterations.csv, summary.json, checkpoints/).
+
+    SIGINT (Ctrl-C) or SIGTERM: the current iteration ends, a checkpoint is saved, one line is printed and the
+    exit code is 130 or 143; a second signal stops at once (the last checkpoint is kept)."""
+    from natpg.interrupt import deferred_signals
+
+    with deferred_signals():
+        _train(env, algo, seed, steps, n_envs, settings, out, overwrite, quiet, resume, checkpoint_every, eval_every,
+               eval_episodes, tensorboard, normalize_obs, env_backend, preset)
+
+
+def _train(env, algo, seed, steps, n_envs, settings, out, overwrite, quiet, resume, checkpoint_every, eval_every,
+           eval_episodes, tensorboard, normalize_obs, env_backend, preset) -> None:
+    """The body of ``natpg train`` (inside :func:`natpg.interrupt.deferred_signals`)."""
     from natpg.presets import make_config
     from natpg.trainer import Trainer, prepare_run_dir
 
@@ -91,20 +127,30 @@ def train(
         raise _fail(str(exc)) from None
     run_dir = out or Path("runs") / f"{cfg.env_id}_{cfg.algo.value}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     try:
-        run_dir = prepare_run_dir(run_dir, overwrite)
+        lock = prepare_run_dir(run_dir, overwrite)
     except ConfigError as exc:
         trainer.close()
         raise _fail(str(exc)) from None
+    with lock:
+        result = _guarded(lambda: trainer.run(run_dir, progress=not quiet and sys.stderr.isatty()), run_dir)
+    _report(result, run_dir)
+
+
+def _guarded(run, run_dir: Path):
+    """Call ``run()`` (a training run writing ``run_dir``) and turn its failures into one line each."""
     from natpg.guards import TrainingDiverged
+    from natpg.interrupt import Interrupted
 
     try:
-        result = trainer.run(run_dir, progress=not quiet and sys.stderr.isatty())
-    except ConfigError as exc:  # e.g. --tensorboard without the tensorboard package
+        return run()
+    except ConfigError as exc:  # e.g. --tensorboard without the tensorboard package, a damaged file on resume
         raise _fail(str(exc)) from None
     except TrainingDiverged as exc:
-        typer.echo(f"natpg: error: {exc}; the logs written so far are in {run_dir}", err=True)
-        raise typer.Exit(code=1) from None
-    _report(result, run_dir)
+        raise _fail(f"{exc}; the logs written so far are in {run_dir}", code=1) from None
+    except OSError as exc:
+        raise _os_failure(exc, run_dir) from None
+    except Interrupted as exc:
+        raise _interrupted(exc, run_dir) from None
 
 
 def _report(result, run_dir: Path) -> None:
@@ -120,10 +166,7 @@ def _report(result, run_dir: Path) -> None:
 def _resume_run(run_dir: Path, steps: Optional[int], quiet: bool) -> None:
     from natpg.trainer import resume
 
-    try:
-        result = resume(run_dir, total_steps=steps, progress=not quiet and sys.stderr.isatty())
-    except ConfigError as exc:
-        raise _fail(str(exc)) from None
+    result = _guarded(lambda: resume(run_dir, total_steps=steps, progress=not quiet and sys.stderr.isatty()), run_dir)
     _report(result, run_dir)
 
 
@@ -145,6 +188,8 @@ def eval_(
         result = evaluate_run(run_dir, episodes, deterministic, seed, video)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _os_failure(exc) from None
     typer.echo(format_result(result))
     if video is not None:
         typer.echo(f"video: {video}")
@@ -161,6 +206,8 @@ def plot(run_dir: Path = typer.Argument(..., help="A run folder written by `natp
         path = plot_run(run_dir, out)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _os_failure(exc) from None
     typer.echo(f"plot: {path}")
 
 
@@ -216,17 +263,35 @@ def _grid_options_to_runs(envs: Optional[str], suite: Optional[str], algos: str,
     return runs
 
 
+
 def _run_grid_command(runs, out: Path, backend: str, workers: Optional[int], ray_address: Optional[str],
-                      quiet: bool, run_timeout: Optional[float] = None, retries: int = 1) -> int:
+                      quiet: bool, run_timeout: Optional[float] = None, retries: int = 1,
+                      overwrite: bool = False) -> int:
+    """Run a planned grid; print its summary; return the exit code (exits at once on SIGINT/SIGTERM).
+
+    Exit code 0 when every run is finished (or was already), 1 when a run failed or was skipped
+    because another process holds it, 128 + the signal number when stopped by SIGINT/SIGTERM."""
+    import signal as signals
+
     from natpg.experiments import grid
+    from natpg.interrupt import deferred_signals
 
     try:
-        outcome = grid.run_grid(runs, backend, workers, ray_address, display=not quiet, timeout_s=run_timeout,
-                                retries=retries)
+        with deferred_signals(force_on_second=False):
+            outcome = grid.run_grid(runs, backend, workers, ray_address, display=not quiet, timeout_s=run_timeout,
+                                    retries=retries, overwrite=overwrite)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _os_failure(exc) from None
+    if outcome.signal is not None:
+        name = signals.Signals(outcome.signal).name
+        typer.echo(f"natpg: interrupted by {name}: {len(outcome.interrupted)} running runs stopped at a checkpoint, "
+                   f"{len(outcome.finished)} finished, {len(outcome.failed)} failed; rerun the same command to "
+                   f"continue", err=True)
+        raise typer.Exit(code=128 + outcome.signal)
     typer.echo(grid.summarize(outcome, out))
-    return 1 if outcome.failed else 0
+    return 1 if outcome.failed or outcome.busy else 0
 
 
 _GRID_OPTS = dict(
@@ -244,6 +309,9 @@ _GRID_OPTS = dict(
     retries=typer.Option(1, "--retries", help="Further attempts for a run that fails, times out or is killed."),
     preset=typer.Option("paper", "--preset", help="Preset set every run starts from: paper (the paper's table, "
                                                    "read literally) or paper-inferred (plus the adopted reading)."),
+    overwrite=typer.Option(False, "--overwrite", show_default="off",
+                           help="Train run folders that hold another config (other --steps/--set) again from "
+                                "scratch; without it such a grid is refused."),
 )
 
 
@@ -263,14 +331,16 @@ def bench(
     run_timeout: Optional[float] = _GRID_OPTS["run_timeout"],
     retries: int = _GRID_OPTS["retries"],
     preset: str = _GRID_OPTS["preset"],
+    overwrite: bool = _GRID_OPTS["overwrite"],
 ) -> None:
     """Run every (env, algorithm, seed) as its own training run; a rerun skips finished runs and resumes
-    unfinished ones."""
+    unfinished ones (folders holding another config: refused, or trained again with --overwrite)."""
     try:
         runs = _grid_options_to_runs(envs, suite, algos, seeds, steps, settings, out, preset=preset)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    raise typer.Exit(code=_run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries))
+    raise typer.Exit(code=_run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries,
+                                            overwrite))
 
 
 @app.command()
@@ -288,10 +358,15 @@ def report(
     try:
         if notes is not None and not notes.is_file():
             raise ConfigError(f"--notes {str(notes)!r} is not a file")
-        text = notes.read_text() if notes is not None else ""
+        try:
+            text = notes.read_text() if notes is not None else ""
+        except UnicodeDecodeError:
+            raise ConfigError(f"--notes {str(notes)!r} is not a UTF-8 text (Markdown) file") from None
         path = write_report(root, out, dict(parse_threshold(t) for t in thresholds or []), title=title, notes=text)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _os_failure(exc) from None
     typer.echo(f"report: {path}")
 
 
@@ -310,6 +385,7 @@ def ablation(
     run_timeout: Optional[float] = _GRID_OPTS["run_timeout"],
     retries: int = _GRID_OPTS["retries"],
     preset: str = _GRID_OPTS["preset"],
+    overwrite: bool = _GRID_OPTS["overwrite"],
 ) -> None:
     """docs/method.md §4's batch-size ablation: SMAC with B = 1 against B = 1000; returns and wall-clock in one report."""
     from natpg.experiments.grid import split_list
@@ -324,8 +400,14 @@ def ablation(
                                      variants=[{"batch_size": b} for b in sizes], preset=preset)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    code = _run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries)
-    path = write_report(out, out / "report", title="SMAC batch-size ablation: B = " + " vs B = ".join(map(str, sizes)))
+    code = _run_grid_command(runs, out, backend, workers, ray_address, quiet, run_timeout, retries, overwrite)
+    try:
+        path = write_report(out, out / "report",
+                            title="SMAC batch-size ablation: B = " + " vs B = ".join(map(str, sizes)))
+    except ConfigError as exc:
+        raise _fail(str(exc)) from None
+    except OSError as exc:
+        raise _os_failure(exc) from None
     typer.echo(f"report: {path}")
     raise typer.Exit(code=code)
 

@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 
+SEED_MAX = 2**32 - 1
+"""The largest seed (NumPy's legacy seeding and most simulators take 32-bit seeds)."""
+
 class ConfigError(ValueError):
     """A user-supplied setting is invalid. The message names the value and what is allowed."""
 
@@ -327,7 +330,7 @@ def _validate(cfg: TrainConfig) -> None:
     for name in ("total_steps", "n_steps", "n_envs", "critic_epochs", "actor_epochs", "rank", "cg_iters", "cg_backtrack_iters",
                  "torch_threads", "max_consecutive_skips"):
         _require(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
-    _require(cfg.seed >= 0, f"seed={cfg.seed!r} must be an integer >= 0")
+    _require(0 <= cfg.seed <= SEED_MAX, f"seed={cfg.seed!r} must be an integer >= 0 and <= {SEED_MAX} (2**32 - 1)")
     for name in ("checkpoint_every", "eval_every"):
         _require(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)!r} must be an integer >= 0 (0 = off)")
     _require(cfg.eval_episodes >= 1, f"eval_episodes={cfg.eval_episodes!r} must be an integer >= 1")

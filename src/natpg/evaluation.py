@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from natpg.checkpoint import load_checkpoint
+from natpg.checkpoint import checkpoint_path, load_checkpoint, require_keys
 from natpg.config import ConfigError, TrainConfig
 from natpg.envs import make_env, probe_spaces
 from natpg.normalization import ObsNormalizer
@@ -70,15 +70,21 @@ class LoadedPolicy:
 def load_policy(run_dir: str | Path) -> LoadedPolicy:
     """The actor (and observation normaliser) of the latest checkpoint of ``run_dir``."""
     state = load_checkpoint(run_dir)
+    require_keys(run_dir, state, ("config", "actor", "global_step"))
     cfg = TrainConfig.from_dict(state["config"])
     spaces = probe_spaces(cfg.env_id)
     actor = Actor(flat_obs_dim(spaces.observation_space), spaces.action_space, cfg.hidden_sizes, cfg.log_std_init)
-    actor.load_state_dict(state["actor"])
-    normalizer = None
-    if state.get("obs_rms") is not None:
-        normalizer = ObsNormalizer(spaces.observation_space.shape)
-        normalizer.load_state_dict(state["obs_rms"])
-    return LoadedPolicy(cfg, actor, normalizer, int(state["global_step"]))
+    try:
+        actor.load_state_dict(state["actor"])
+        normalizer = None
+        if state.get("obs_rms") is not None:
+            normalizer = ObsNormalizer(spaces.observation_space.shape)
+            normalizer.load_state_dict(state["obs_rms"])
+        global_step = int(state["global_step"])
+    except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"checkpoint {str(checkpoint_path(run_dir))!r} is damaged: it does not fit its config "
+                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+    return LoadedPolicy(cfg, actor, normalizer, global_step)
 
 
 def evaluate(actor: Actor, env_id: str, n_episodes: int, seed: int, deterministic: bool = False,
@@ -102,6 +108,9 @@ def evaluate(actor: Actor, env_id: str, n_episodes: int, seed: int, deterministi
     """
     if not (isinstance(n_episodes, int) and n_episodes >= 1):
         raise ConfigError(f"episodes={n_episodes!r} must be an integer >= 1")
+    if not (isinstance(seed, int) and 0 <= seed and seed + n_episodes <= 2**63 - 1):
+        raise ConfigError(f"seed={seed!r} must be an integer >= 0 with seed + episodes <= 2**63 - 1 "
+                          f"(episode k is seeded with seed + k)")
     writer = None
     if video is not None:
         video = Path(video)

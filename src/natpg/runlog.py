@@ -21,6 +21,7 @@ SYSTEM_FILE = "system.json"
 EPISODES_FILE = "episodes.csv"
 ITERATIONS_FILE = "iterations.csv"
 SUMMARY_FILE = "summary.json"
+ERROR_FILE = "error.json"
 
 EPISODE_COLUMNS = ("global_step", "return", "length", "terminated")
 ITERATION_COLUMNS = (
@@ -54,8 +55,10 @@ def write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError) and exc.filename is None:  # e.g. ENOSPC from write or fsync: name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 
@@ -114,13 +117,15 @@ class CSVLog:
             self._fh.flush()
 
     def write(self, row: dict[str, Any]) -> None:
-        self._writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
-        self._fh.flush()
+        self.write_many([row])
 
     def write_many(self, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
-            self._writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
-        self._fh.flush()
+        try:
+            for row in rows:
+                self._writer.writerow([_fmt(row.get(c, "")) for c in self.columns])
+            self._fh.flush()
+        except OSError as exc:  # e.g. a full disk: name the file
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
 
     def close(self) -> None:
         self._fh.close()

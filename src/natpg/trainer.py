@@ -23,11 +23,9 @@ appends to the same logs. What a resume restores:
 
 from __future__ import annotations
 
-import json
 import math
 import pickle
 import random
-import shutil
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -40,17 +38,20 @@ import torch
 from torch.distributions import kl_divergence
 
 from natpg.advantages import compute_gae
-from natpg.checkpoint import (checkpoint_path, load_checkpoint, read_csv_rows, remove_stale_temp_files,
-                              save_checkpoint, truncate_csv)
+from natpg.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_FILE, checkpoint_path, load_checkpoint, read_csv_rows,
+                              remove_stale_temp_files, require_keys, save_checkpoint, truncate_csv)
 from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
 from natpg.guards import SkipCounter, TrainingDiverged, all_finite, guarded_step, restore, rollout_fault, snapshot
+from natpg.interrupt import Interrupted, pending
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper, RewardScaler
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
-from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, TENSORBOARD_DIR, RunLog,
-                          TensorBoardLog, check_tensorboard)
+from natpg.runfolder import (RunLock, canonical, check_out_path, clear_run_folder, describe_os_error, holds_files,
+                             is_run_folder, read_config)
+from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
+                          RunLog, TensorBoardLog, check_tensorboard)
 from natpg.updates import ActorBatch, UpdateInfo, make_update
 
 RESUME_SEED_STRIDE = 10_007
@@ -83,17 +84,40 @@ class TrainResult:
         return self.global_step / self.wall_time_s if self.wall_time_s > 0 else float("nan")
 
 
-def prepare_run_dir(run_dir: Path, overwrite: bool) -> Path:
-    """Refuse to write into a folder that already holds files, unless ``overwrite``."""
+def prepare_run_dir(run_dir: Path, overwrite: bool) -> RunLock:
+    """Create and lock ``run_dir`` for a new run; return the held :class:`~natpg.runfolder.RunLock`.
+
+    A folder that already holds files is refused unless ``overwrite``; with ``overwrite``
+    only a recognisable natpg run folder is accepted, and only the files natpg wrote are
+    deleted (after the lock is held, so a live run is never touched). Nothing is written
+    before every check has passed.
+
+    Raises:
+        ConfigError: the path is a file or runs through one, the folder holds files (without
+            ``overwrite``), is not a natpg run (with it), is locked by another process, or
+            cannot be written.
+    """
     run_dir = Path(run_dir)
-    if run_dir.exists() and not run_dir.is_dir():
-        raise ConfigError(f"--out {str(run_dir)!r} exists and is not a folder")
-    if run_dir.exists() and any(run_dir.iterdir()):
+    check_out_path(run_dir)
+    if holds_files(run_dir):
         if not overwrite:
             raise ConfigError(f"run folder {str(run_dir)!r} already holds files; choose another --out "
                               f"or pass --overwrite to replace it")
-        shutil.rmtree(run_dir)
-    return run_dir
+        if not is_run_folder(run_dir):
+            raise ConfigError(f"--overwrite refused: {str(run_dir)!r} is not a natpg run folder (no natpg "
+                              f"{CONFIG_FILE}); natpg only ever deletes its own run folders")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create run folder {describe_os_error(exc)}") from None
+    lock = RunLock.acquire(run_dir)
+    try:
+        if overwrite:
+            clear_run_folder(run_dir)
+    except OSError as exc:
+        lock.release()
+        raise ConfigError(f"--overwrite cannot clear the run folder: {describe_os_error(exc)}") from None
+    return lock
 
 
 class Trainer:
@@ -350,6 +374,10 @@ class Trainer:
                                         purge_step=self.global_step + 1 if resumed else None)
             with bar:
                 while self.global_step < cfg.total_steps:
+                    if pending() is not None:  # SIGINT/SIGTERM: checkpoint what is logged, then stop
+                        if log is not None and saved_at != self.iteration:
+                            save_checkpoint(log.run_dir, self.state_dict())
+                        raise Interrupted(pending(), checkpoint_saved=log is not None, global_step=self.global_step)
                     row, new_eps = self.train_iteration()
                     self.elapsed_s = time.perf_counter() - start
                     row["time/elapsed_s"] = self.elapsed_s
@@ -401,6 +429,7 @@ class Trainer:
                 "episodes": len(episodes), "final_return_last10": result.final_return,
                 "wall_time_s": wall, "steps_per_second": result.steps_per_second,
                 "skipped_updates": self.skips.total,
+                "config": cfg.to_dict(),  # "finished" means finished at this config (natpg.runfolder.finished_at)
             })
         return result
 
@@ -416,21 +445,25 @@ def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = 
         overwrite: replace ``run_dir`` if it already holds files.
     """
     trainer = Trainer(cfg)  # validates env and spaces before anything on disk is touched
-    if run_dir is not None:
-        try:
-            run_dir = prepare_run_dir(Path(run_dir), overwrite)
-        except BaseException:
-            trainer.close()
-            raise
-    return trainer.run(run_dir, progress=progress)
+    if run_dir is None:
+        return trainer.run(None, progress=progress)
+    try:
+        lock = prepare_run_dir(Path(run_dir), overwrite)
+    except BaseException:
+        trainer.close()
+        raise
+    with lock:
+        return trainer.run(Path(run_dir), progress=progress)
 
 
 def resume(run_dir: str | Path, total_steps: int | None = None, progress: bool = False) -> TrainResult:
     """Continue the run in ``run_dir`` from its latest checkpoint until its budget is spent.
 
-    The run's CSVs are first cut back to the rows logged up to the checkpoint
-    (a run killed after it wrote rows but before its next checkpoint logged
-    rows that the resumed run will log again), then appended to.
+    The run folder is locked for the whole resume (:class:`~natpg.runfolder.RunLock`). The
+    run's CSVs are first cut back to the rows logged up to the checkpoint (a run killed after
+    it wrote rows but before its next checkpoint logged rows that the resumed run will log
+    again), then appended to. A ``summary.json`` is removed before training goes on, so a run
+    extended with a new ``total_steps`` and killed midway does not look finished.
 
     Args:
         run_dir: a folder written by :func:`train` (or ``natpg train``).
@@ -438,38 +471,84 @@ def resume(run_dir: str | Path, total_steps: int | None = None, progress: bool =
         progress: show a live progress bar.
 
     Raises:
-        ConfigError: ``run_dir`` has no readable checkpoint, or ``total_steps`` is invalid.
+        ConfigError: ``run_dir`` has no readable checkpoint, has logs but no checkpoint, holds a
+            damaged file, is locked by another process, stopped on diverged training, or
+            ``total_steps`` is invalid or below the steps already trained.
     """
     run_dir = Path(run_dir)
-    if not checkpoint_path(run_dir).is_file() and (run_dir / CONFIG_FILE).is_file():
-        return _restart(run_dir, total_steps, progress)
+    if not checkpoint_path(run_dir).is_file() and read_config(run_dir) is None:
+        load_checkpoint(run_dir)  # not a run folder: raises the reason, before a lock file is created in it
+    with RunLock.acquire(run_dir):
+        return resume_locked(run_dir, total_steps, progress)
+
+
+def resume_locked(run_dir: Path, total_steps: int | None = None, progress: bool = False) -> TrainResult:
+    """:func:`resume` for a caller that already holds the run folder's lock (the grid's workers)."""
+    run_dir = Path(run_dir)
+    saved_config = read_config(run_dir)  # a damaged config.json is refused here, before anything is written
+    if not checkpoint_path(run_dir).is_file() and saved_config is not None:
+        logged = [name for name in (ITERATIONS_FILE, EPISODES_FILE, EVAL_FILE, SUMMARY_FILE)
+                  if _has_rows(run_dir / name)]
+        if logged:
+            raise ConfigError(f"run folder {str(run_dir)!r} has logs ({', '.join(logged)}) but no checkpoint "
+                              f"({CHECKPOINT_DIR}/{CHECKPOINT_FILE} is missing), so it cannot be resumed; "
+                              f"start a new run with another --out")
+        return _restart(run_dir, saved_config, total_steps, progress)
     state = load_checkpoint(run_dir)
+    require_keys(run_dir, state)
     cfg = TrainConfig.from_dict(state["config"])
     if total_steps is not None:
         cfg = cfg.override(total_steps=total_steps)
+        if cfg.total_steps < int(state["global_step"]):
+            raise ConfigError(f"--steps {cfg.total_steps} is below the {int(state['global_step'])} steps this run "
+                              f"has already trained; give --steps >= {int(state['global_step'])}")
+    skips = SkipCounter(cfg.max_consecutive_skips, **state.get("skips", {}))
+    if skips.exhausted and int(state["global_step"]) < cfg.total_steps:
+        raise ConfigError(f"run {str(run_dir)!r} stopped because training diverged ({skips.consecutive} consecutive "
+                          f"updates skipped; last reason: {skips.last_reason}); resuming would stop again at once, "
+                          f"so start a new run with other settings")
     trainer = Trainer(cfg)
     try:
-        trainer.load_state_dict(state)
+        try:
+            trainer.load_state_dict(state)
+        except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, pickle.UnpicklingError) as exc:
+            raise ConfigError(f"checkpoint {str(checkpoint_path(run_dir))!r} is damaged: it does not fit its config "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         remove_stale_temp_files(run_dir)
         truncate_csv(run_dir / ITERATIONS_FILE, "iteration", trainer.iteration)
         truncate_csv(run_dir / EVAL_FILE, "iteration", trainer.iteration)
         truncate_csv(run_dir / EPISODES_FILE, "global_step", trainer.global_step)
-        trainer.episodes = [Episode(int(r["global_step"]), float(r["return"]), int(r["length"]),
-                                    bool(int(r["terminated"]))) for r in read_csv_rows(run_dir / EPISODES_FILE)]
+        episodes_path = run_dir / EPISODES_FILE
+        try:
+            trainer.episodes = [Episode(int(r["global_step"]), float(r["return"]), int(r["length"]),
+                                        bool(int(r["terminated"]))) for r in read_csv_rows(episodes_path)]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"log {str(episodes_path)!r} is damaged: {type(exc).__name__}: {exc}") from None
+        # "Finished" means finished at the config asked for: the old summary goes before anything else
+        # changes, then the checkpoint records the new budget (so a kill from here on leaves an unfinished run).
+        (run_dir / SUMMARY_FILE).unlink(missing_ok=True)
+        if canonical(cfg.to_dict()) != canonical(state["config"]):
+            save_checkpoint(run_dir, {**{k: v for k, v in state.items() if k != "format"}, "config": cfg.to_dict()})
     except BaseException:
         trainer.close()
         raise
     return trainer.run(run_dir, progress=progress, resumed=True)
 
 
-def _restart(run_dir: Path, total_steps: int | None, progress: bool) -> TrainResult:
+def _has_rows(path: Path) -> bool:
+    """Whether a log file holds more than a header line (a summary counts when present)."""
+    if not path.is_file():
+        return False
+    if path.suffix == ".json":
+        return True
+    with open(path, "rb") as fh:
+        return sum(1 for line in fh if line.strip()) > 1
+
+
+def _restart(run_dir: Path, saved: dict, total_steps: int | None, progress: bool) -> TrainResult:
     """Start a run over in its own folder: it was killed before its first checkpoint was on disk
-    (between creating the folder and saving the iteration-0 checkpoint), so nothing can be kept."""
-    try:
-        cfg = TrainConfig.from_dict(json.loads((run_dir / CONFIG_FILE).read_text()))
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"run folder {str(run_dir)!r} has no checkpoint and an unreadable {CONFIG_FILE}: {exc}") \
-            from None
+    (between creating the folder and saving the iteration-0 checkpoint), so it has logged nothing."""
+    cfg = TrainConfig.from_dict(saved)
     if total_steps is not None:
         cfg = cfg.override(total_steps=total_steps)
     trainer = Trainer(cfg)

@@ -2,11 +2,16 @@
 
 Each run goes through the trainer's public API only (:func:`natpg.make_config`,
 :func:`natpg.train`) and writes its own folder (see :mod:`natpg.experiments.store`).
-The grid is restartable and robust: a finished run (its ``summary.json`` exists) is
-skipped; an unfinished one resumes from its last checkpoint (or starts again when its
-folder holds another config); a run that raises, outlives the per-run time limit or is
+The grid is restartable and robust: a run finished at the planned config is skipped; an
+unfinished one resumes from its last checkpoint. A folder that holds *another* config (a
+rerun with other ``--steps``/``--set``) stops the grid before anything runs, with one line
+naming the differing fields, unless ``overwrite`` is given: then natpg's files in it are
+deleted and the run is trained again from scratch. Each worker holds the run folder's lock
+(:class:`natpg.runfolder.RunLock`) while it writes it; a run locked by another process is
+skipped and reported as such. A run that raises, outlives the per-run time limit or is
 killed by the OS leaves an ``error.json`` with the reason, is retried up to ``retries``
-times (resuming from its checkpoint), and never blocks the others.
+times (resuming from its checkpoint), and never blocks the others. SIGINT/SIGTERM (see
+:func:`run_grid`) are forwarded to the workers, which checkpoint and stop.
 
 Example:
     >>> runs = plan_grid(["CartPole-v1"], ["smac", "ac-sgd"], [0, 1], "runs/demo", {"total_steps": 2000})
@@ -18,15 +23,19 @@ from __future__ import annotations
 
 import enum
 import os
-import shutil
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from natpg.config import ConfigError
-from natpg.experiments.store import ERROR_FILE, is_finished, read_json, run_folder, variant_label, write_error
-from natpg.runlog import CONFIG_FILE, ITERATIONS_FILE
+from natpg.experiments.store import ERROR_FILE, run_folder, variant_label, write_error
+from natpg.interrupt import Interrupted, deferred_signals
+from natpg.interrupt import pending as pending_signal
+from natpg.runfolder import (RunLock, RunLocked, canonical, clear_run_folder, config_differences, finished_at,
+                             holds_files, is_run_folder, make_writable_folder, read_config)
+from natpg.runlog import ITERATIONS_FILE
 
 
 class Backend(str, enum.Enum):
@@ -51,6 +60,8 @@ SUITE_ENVS: dict[Suite, tuple[str, ...]] = {
 SUITE_ENVS[Suite.PAPER] = SUITE_ENVS[Suite.CLASSIC] + SUITE_ENVS[Suite.MUJOCO]
 
 PAPER_ALGOS = ("smac", "ac-sgd", "ac-adam", "ac-cg")
+MAX_SEEDS = 10_000
+"""The most seeds one grid may name."""
 
 
 def parse_choice(enum_cls: type[enum.Enum], value: str, what: str) -> Any:
@@ -69,21 +80,36 @@ def parse_seeds(text: str) -> list[int]:
         >>> parse_seeds("0-2,7")
         [0, 1, 2, 7]
     """
-    seeds: list[int] = []
+    seeds: dict[int, None] = {}
     try:
         for part in (p.strip() for p in str(text).split(",")):
             if not part:
                 continue
             lo, sep, hi = part.partition("-")
-            span = range(int(lo), int(hi) + 1) if sep else [int(lo)]
-            if sep and int(hi) < int(lo):
+            first, last = int(lo), int(hi) if sep else int(lo)
+            if last < first:
                 raise ValueError
-            seeds.extend(s for s in span if s not in seeds)
+            _check_seed_span(first, last, text)
+            seeds.update(dict.fromkeys(range(first, last + 1)))
+            if len(seeds) > MAX_SEEDS:
+                raise ConfigError(f"--seeds {text!r} names more than {MAX_SEEDS} seeds; allowed: at most {MAX_SEEDS}")
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"--seeds {text!r} is not a seed list; allowed: e.g. 0-4 or 0,2,7") from None
     if not seeds or min(seeds) < 0:
         raise ConfigError(f"--seeds {text!r} is not a seed list; allowed: integers >= 0, e.g. 0-4 or 0,2,7")
-    return seeds
+    return list(seeds)
+
+
+def _check_seed_span(lo: int, hi: int, text: str) -> None:
+    """Refuse seeds beyond :data:`natpg.config.SEED_MAX` and lists too long to be a grid (before expanding them)."""
+    from natpg.config import SEED_MAX
+
+    if max(lo, hi) > SEED_MAX:
+        raise ConfigError(f"--seeds {text!r}: seed {max(lo, hi)} is too large; allowed: 0 to {SEED_MAX} (2**32 - 1)")
+    if hi - lo + 1 > MAX_SEEDS:
+        raise ConfigError(f"--seeds {text!r} names {hi - lo + 1} seeds; allowed: at most {MAX_SEEDS} per grid")
 
 
 def split_list(text: str) -> list[str]:
@@ -105,6 +131,8 @@ class GridRun:
     total_steps: int
     n_steps: int
     preset: str = "paper"
+    config: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """The planned config as it reads back from ``config.json``."""
 
     @property
     def name(self) -> str:
@@ -153,11 +181,40 @@ def plan_grid(envs: Sequence[str], algos: Sequence[str], seeds: Sequence[int], o
                     runs.append(GridRun(env=env, algo=cfg.algo.value, seed=seed, overrides=ov,
                                         run_dir=run_folder(Path(out).absolute(), cfg.env_id, label, seed),
                                         env_id=cfg.env_id, label=label, total_steps=cfg.total_steps,
-                                        n_steps=cfg.n_steps, preset=preset))
+                                        n_steps=cfg.n_steps, preset=preset, config=canonical(cfg.to_dict())))
     dirs = [r.run_dir for r in runs]
     if len(set(dirs)) != len(dirs):
         raise ConfigError("the grid names the same (env, algorithm, seed) twice; list each env, algorithm and seed once")
     return runs
+
+
+def check_existing(runs: Sequence[GridRun], overwrite: bool = False) -> None:
+    """Refuse, before anything runs, run folders this grid must not touch.
+
+    Raises:
+        ConfigError: one line when a folder holds another config (unless ``overwrite``: those are
+            trained again from scratch), holds files but is not a natpg run, or holds a damaged
+            ``config.json``/``summary.json``.
+    """
+    conflicts = []
+    for run in runs:
+        if not holds_files(run.run_dir):
+            continue
+        saved = read_config(run.run_dir)
+        if saved is None:
+            if not is_run_folder(run.run_dir):
+                raise ConfigError(f"{str(run.run_dir)!r} holds files but is not a natpg run folder; "
+                                  f"move them away or choose another --out")
+        elif saved != dict(run.config):
+            conflicts.append((run, config_differences(saved, dict(run.config))))
+        else:
+            finished_at(run.run_dir, dict(run.config))  # a damaged summary.json is refused here
+    if conflicts and not overwrite:
+        run, diff = conflicts[0]
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise ConfigError(f"{len(conflicts)} run folder(s) hold another config than this grid asks for: "
+                          f"{run.run_dir} differs in {', '.join(diff)} (saved→asked){more}; pass --overwrite to train them again "
+                          f"from scratch (natpg's files in them are deleted), or choose another --out")
 
 
 def check_env_ids(runs: Sequence[GridRun]) -> None:
@@ -182,39 +239,65 @@ def _one_thread() -> None:
 def execute_run(spec: dict[str, Any]) -> dict[str, Any]:
     """Train one run of a grid in the current process; never raises for a failing run.
 
-    A finished folder is left alone (``skipped``). An unfinished one whose saved config is
-    the planned one resumes from its last checkpoint (:func:`natpg.resume`); any other folder
-    is deleted and the run starts from scratch. An exception inside training is written to
-    ``error.json`` (message and traceback) and reported as ``failed``.
+    The run folder is locked first; a folder locked by another process is left alone
+    (``busy``). A folder finished at the planned config is left alone (``skipped``). One
+    whose saved config is the planned one resumes from its last checkpoint
+    (:func:`natpg.trainer.resume_locked`); one holding another config is cleared of natpg's
+    files and trained again only when ``spec["overwrite"]``, else the run fails with one
+    line. An exception inside training is written to ``error.json`` (message and traceback)
+    and reported as ``failed``; SIGINT/SIGTERM make the run checkpoint and report ``interrupted``.
     """
-    from natpg import make_config, resume, train
+    from natpg import make_config
+    from natpg.trainer import Trainer, resume_locked
 
     _one_thread()
     run_dir = Path(spec["run_dir"])
-    if is_finished(run_dir):
-        return {"status": "skipped", "run_dir": str(run_dir)}
     start = time.perf_counter()
     try:
-        cfg = make_config(spec["env"], spec["algo"], spec["seed"], spec["overrides"], preset=spec.get("preset", "paper"))
-        if _resumable(run_dir, cfg.to_dict()):
-            (run_dir / ERROR_FILE).unlink(missing_ok=True)
-            result = resume(run_dir)
-        else:
-            if run_dir.exists():
-                shutil.rmtree(run_dir)
-            result = train(cfg, run_dir)
-    except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the grid goes on
-        write_error(run_dir, exc, spec)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = RunLock.acquire(run_dir)
+    except RunLocked as exc:
+        return {"status": "busy", "run_dir": str(run_dir), "error": str(exc)}
+    except (ConfigError, OSError) as exc:
         return {"status": "failed", "run_dir": str(run_dir), "error": f"{type(exc).__name__}: {exc}",
-                "wall_time_s": time.perf_counter() - start}
+                "wall_time_s": 0.0}
+    with lock:
+        try:
+            cfg = make_config(spec["env"], spec["algo"], spec["seed"], spec["overrides"],
+                              preset=spec.get("preset", "paper"))
+            planned = canonical(cfg.to_dict())
+            if finished_at(run_dir, planned):
+                return {"status": "skipped", "run_dir": str(run_dir)}
+            saved = read_config(run_dir)
+            if saved == planned:
+                (run_dir / ERROR_FILE).unlink(missing_ok=True)
+                result = resume_locked(run_dir, total_steps=cfg.total_steps)
+            else:
+                if saved is not None and not spec.get("overwrite"):
+                    raise ConfigError(f"{run_dir} holds another config ({', '.join(config_differences(saved, planned))})"
+                                      f"; rerun with --overwrite to train it again")
+                if holds_files(run_dir) and not is_run_folder(run_dir):
+                    raise ConfigError(f"{run_dir} holds files but is not a natpg run folder; move them away")
+                clear_run_folder(run_dir)
+                trainer = Trainer(cfg)
+                result = trainer.run(run_dir)
+        except Interrupted as exc:
+            return {"status": "interrupted", "run_dir": str(run_dir), "signal": exc.name,
+                    "global_step": exc.global_step}
+        except Exception as exc:  # noqa: BLE001 - any failure of one run is recorded, the grid goes on
+            _record_error(run_dir, exc, spec)
+            return {"status": "failed", "run_dir": str(run_dir), "error": f"{type(exc).__name__}: {exc}",
+                    "wall_time_s": time.perf_counter() - start}
     return {"status": "finished", "run_dir": str(run_dir), "wall_time_s": result.wall_time_s,
             "global_step": result.global_step, "final_return": result.final_return}
 
 
-def _resumable(run_dir: Path, planned: dict[str, Any]) -> bool:
-    """An unfinished folder that a resume can continue: it holds the planned config."""
-    saved = read_json(run_dir / CONFIG_FILE)
-    return saved == planned and (run_dir / CONFIG_FILE).is_file()
+def _record_error(run_dir: Path, exc: BaseException, spec: dict[str, Any]) -> None:
+    """:func:`write_error`, unless the folder cannot be written (full disk, read-only): the outcome still says why."""
+    try:
+        write_error(run_dir, exc, spec)
+    except OSError:
+        pass
 
 
 def _execute_in_child(spec: dict[str, Any], conn: Any, parent: int) -> None:
@@ -234,7 +317,9 @@ def _execute_in_child(spec: dict[str, Any], conn: Any, parent: int) -> None:
         os._exit(3)
 
     threading.Thread(target=watch, daemon=True).start()
-    conn.send(execute_run(spec))
+    with deferred_signals(force_on_second=False):  # the grid forwards SIGINT/SIGTERM; a run checkpoints and stops
+        outcome = execute_run(spec)
+    conn.send(outcome)
     conn.close()
 
 
@@ -266,10 +351,21 @@ class _LocalProcesses:
 
     def submit(self, spec: dict[str, Any]) -> _LocalHandle:
         parent, child = self._ctx.Pipe(duplex=False)
-        process = self._ctx.Process(target=_execute_in_child, args=(spec, child, os.getpid()), daemon=True)
-        process.start()
+        # Not daemonic, so that a run may start processes itself (vectorization=async); the worker's
+        # watchdog still ends it when the grid dies, and the grid cancels its workers when it stops.
+        process = self._ctx.Process(target=_execute_in_child, args=(spec, child, os.getpid()), daemon=False)
+        with _signals_ignored():  # the worker starts with them ignored until it installs its own handlers
+            process.start()
         child.close()
         return _LocalHandle(process, parent)
+
+    def interrupt(self, handle: _LocalHandle, signum: int) -> None:
+        """Forward ``signum`` to the worker (it checkpoints and reports ``interrupted``)."""
+        if handle.process.is_alive():
+            try:
+                os.kill(handle.process.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def wait(self, handles: list[_LocalHandle], timeout: float) -> list[_LocalHandle]:
         from multiprocessing.connection import wait as mp_wait
@@ -297,10 +393,24 @@ class _LocalProcesses:
         pass
 
 
+class _signals_ignored:
+    """SIGINT and SIGTERM ignored for the block (main thread only), so that a process started inside it
+    inherits them ignored: a Ctrl-C reaching it while it imports does not end it with a traceback."""
+
+    def __enter__(self) -> None:
+        import threading
+
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {s: signal.signal(s, signal.SIG_IGN) for s in (signal.SIGINT, signal.SIGTERM)}
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, h in self._previous.items():
+            signal.signal(s, h)
+
+
 def _exit_reason(code: int | None) -> str:
     """Words for a worker's exit status."""
-    import signal
-
     if code is None:
         return "worker did not exit"
     if code < 0:
@@ -369,6 +479,10 @@ class _RayPool:
     def cancel(self, handle: Any) -> None:
         self._ray.cancel(handle, force=True)
 
+    def interrupt(self, handle: Any, signum: int) -> None:
+        """Ray tasks cannot be sent a signal: the task is cancelled (it keeps its last periodic checkpoint)."""
+        self._ray.cancel(handle, force=False)
+
     def close(self) -> None:
         if self._started:
             self._ray.shutdown()
@@ -383,6 +497,12 @@ class GridOutcome:
     finished: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)
+    """Runs skipped because another natpg process holds their folder's lock."""
+    interrupted: list[str] = field(default_factory=list)
+    """Runs stopped (at a checkpoint) by a forwarded SIGINT/SIGTERM."""
+    signal: int | None = None
+    """The signal that stopped the grid, if one did."""
     wall_time_s: float = 0.0
 
 
@@ -453,17 +573,27 @@ class _Display:
                                f"{_fmt_duration(self.time_left(steps_done))}] {text}", highlight=False, soft_wrap=True)
 
 
+INTERRUPT_GRACE_S = 60.0
+"""After SIGINT/SIGTERM, how long the grid waits for its workers to checkpoint before killing them."""
+
+
 def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, workers: int | None = None,
              ray_address: str | None = None, display: bool = True,
              on_result: Callable[[GridRun, dict[str, Any]], None] | None = None,
-             timeout_s: float | None = None, retries: int = 1) -> GridOutcome:
+             timeout_s: float | None = None, retries: int = 1, overwrite: bool = False) -> GridOutcome:
     """Run every run of the grid (skipping finished ones) with at most ``workers`` at a time.
 
-    Runs start in the given order. Finished runs are skipped; unfinished ones resume from
-    their checkpoint. A run that raises, runs longer than ``timeout_s`` (it is killed) or
-    whose worker dies (killed by the OS, say) gets an ``error.json`` with the reason and is
-    retried up to ``retries`` more times, resuming from its last checkpoint; the other runs
-    go on meanwhile. Runs still failing after that are listed in the outcome.
+    Runs start in the given order. Runs finished at the planned config are skipped; unfinished
+    ones resume from their checkpoint; folders holding another config are refused up front
+    (:func:`check_existing`) unless ``overwrite``. A run whose folder another process has locked
+    is skipped (``outcome.busy``). A run that raises, runs longer than ``timeout_s`` (it is
+    killed) or whose worker dies (killed by the OS, say) gets an ``error.json`` with the reason
+    and is retried up to ``retries`` more times, resuming from its last checkpoint; the other
+    runs go on meanwhile. Runs still failing after that are listed in the outcome.
+
+    A SIGINT/SIGTERM received inside :func:`natpg.interrupt.deferred_signals` (``natpg bench``
+    sets it up) starts no further run and is forwarded to the local workers, which save a
+    checkpoint and stop (Ray tasks are cancelled); ``outcome.signal`` is set.
 
     Args:
         runs: from :func:`plan_grid`.
@@ -474,6 +604,10 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
         on_result: called in this process with each run and its final outcome.
         timeout_s: wall-clock limit of one attempt of one run (``None``: no limit).
         retries: further attempts for a run that failed.
+        overwrite: train folders holding another config again from scratch (deleting natpg's files in them).
+
+    Raises:
+        ConfigError: bad arguments, or :func:`check_existing` refuses a folder (nothing has run).
     """
     backend = parse_choice(Backend, backend.value if isinstance(backend, Backend) else backend, "backend")
     if workers is not None and workers < 1:
@@ -482,10 +616,11 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
         raise ConfigError(f"--run-timeout {timeout_s} must be a number of seconds > 0")
     if retries < 0:
         raise ConfigError(f"--retries {retries} must be an integer >= 0")
+    check_existing(runs, overwrite)
     outcome = GridOutcome()
     todo = []
     for run in runs:
-        if is_finished(run.run_dir):
+        if finished_at(run.run_dir, dict(run.config) or None):
             outcome.skipped.append(run.name)
         else:
             todo.append(run)
@@ -495,6 +630,11 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by spawned workers before they import torch
     pool = (_LocalProcesses(workers or os.cpu_count() or 1) if backend is Backend.LOCAL
             else _RayPool(workers, ray_address))
+    try:  # one clear line for an --out that cannot be written, before any worker starts
+        make_writable_folder(Path(os.path.commonpath([r.run_dir for r in runs])))
+    except ConfigError:
+        pool.close()
+        raise
     pending = list(todo)
     attempts: dict[str, int] = {}
     in_flight: dict[Any, tuple[GridRun, float]] = {}
@@ -504,7 +644,16 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
             def settle(run: GridRun, res: dict[str, Any]) -> None:
                 nonlocal done_steps
                 n_done = len(outcome.finished) + len(outcome.skipped) + len(outcome.failed)
-                if res["status"] == "failed" and attempts[run.name] <= retries:
+                if res["status"] in ("busy", "interrupted", "skipped"):
+                    done_steps += run.total_steps
+                    getattr(outcome, res["status"]).append(run.name)
+                    text = {"busy": f"[yellow]skipped[/] {run.name}: in use by another natpg process "
+                                    f"(rerun when it has ended)",
+                            "interrupted": f"[yellow]stopped[/] {run.name} at a checkpoint",
+                            "skipped": f"skipped {run.name}: already finished"}[res["status"]]
+                    view.note(text, n_done, len(outcome.failed), done_steps)
+                    return
+                if res["status"] == "failed" and attempts[run.name] <= retries and outcome.signal is None:
                     pending.append(run)  # retried after the runs not yet started
                     view.note(f"[yellow]attempt {attempts[run.name]} failed[/] {run.name}: {res['error']}; "
                               f"retrying ({retries - attempts[run.name] + 1} left)", n_done, len(outcome.failed),
@@ -522,18 +671,37 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
                     on_result(run, res)
                 view.note(text, n_done + 1, len(outcome.failed), done_steps)
 
+            forwarded_at = grace_until = 0.0
             while pending or in_flight:
+                if pending_signal() is not None and outcome.signal is None:  # SIGINT/SIGTERM: start nothing more
+                    outcome.signal = pending_signal()
+                    pending.clear()
+                    grace_until = time.monotonic() + INTERRUPT_GRACE_S
+                if outcome.signal is not None:
+                    if time.monotonic() - forwarded_at >= 1.0:  # again each second: a starting worker may miss one
+                        forwarded_at = time.monotonic()
+                        for handle in in_flight:
+                            pool.interrupt(handle, outcome.signal)
+                    if time.monotonic() > grace_until:
+                        for handle, (run, _) in list(in_flight.items()):
+                            pool.cancel(handle)
+                            del in_flight[handle]
+                            settle(run, {"status": "interrupted"})
+                        break
                 while pending and len(in_flight) < pool.workers:
                     run = pending.pop(0)
                     attempts[run.name] = attempts.get(run.name, 0) + 1
-                    in_flight[pool.submit(run.spec())] = (run, time.monotonic())
+                    in_flight[pool.submit({**run.spec(), "overwrite": overwrite})] = (run, time.monotonic())
                 for handle in pool.wait(list(in_flight), timeout=1.0):
                     run, _ = in_flight.pop(handle)
                     try:
                         res = pool.result(handle)
                     except RunFailure as exc:  # the worker itself died
-                        write_error(run.run_dir, exc, run.spec())
-                        res = {"status": "failed", "error": str(exc)}
+                        if outcome.signal is not None:  # ... by the forwarded signal, before it could checkpoint
+                            res = {"status": "interrupted"}
+                        else:
+                            _record_error(run.run_dir, exc, run.spec())
+                            res = {"status": "failed", "error": str(exc)}
                     settle(run, res)
                 if timeout_s is not None:
                     now = time.monotonic()
@@ -542,7 +710,7 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
                             pool.cancel(handle)
                             del in_flight[handle]
                             exc = RunFailure(f"timed out after {timeout_s:g} s (--run-timeout); worker killed")
-                            write_error(run.run_dir, exc, run.spec())
+                            _record_error(run.run_dir, exc, run.spec())
                             settle(run, {"status": "failed", "error": str(exc)})
                 partial = sum(_steps_logged(r) for r, _ in in_flight.values())
                 view.update(len(outcome.finished) + len(outcome.skipped), len(in_flight), len(outcome.failed),
@@ -556,8 +724,9 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
 
 
 def summarize(outcome: GridOutcome, out: Path) -> str:
-    """One line for the end of a grid."""
-    msg = (f"grid: {len(outcome.finished)} finished, {len(outcome.skipped)} skipped (already finished), "
+    """One line for the end of a grid (and the failed runs, one per line)."""
+    busy = f", {len(outcome.busy)} skipped (in use by another natpg process)" if outcome.busy else ""
+    msg = (f"grid: {len(outcome.finished)} finished, {len(outcome.skipped)} skipped (already finished){busy}, "
            f"{len(outcome.failed)} failed in {_fmt_duration(outcome.wall_time_s)}; run folders under {out}")
     if outcome.failed:
         msg += "\nfailed runs (their error.json holds the traceback):\n" + "\n".join(

@@ -11,30 +11,55 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from natpg.config import ConfigError  # noqa: E402
-from natpg.runlog import CONFIG_FILE, EPISODES_FILE  # noqa: E402
+from natpg.runlog import EPISODES_FILE  # noqa: E402
+
+
+def read_log_csv(path: Path, columns: tuple[str, ...] = ()) -> pd.DataFrame:
+    """A run's CSV log as a DataFrame (empty if the file is empty).
+
+    Raises:
+        ConfigError: the file is not a readable CSV or lacks one of ``columns`` (naming the file).
+    """
+    path = Path(path)
+    if path.stat().st_size == 0:
+        return pd.DataFrame(columns=list(columns))
+    try:
+        df = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as exc:
+        raise ConfigError(f"log {str(path)!r} is damaged: {str(exc).splitlines()[0]}") from None
+    missing = [c for c in columns if c not in df.columns]
+    bad = [c for c in columns if c in df.columns and not pd.api.types.is_numeric_dtype(df[c])]
+    if missing or bad:
+        what = f"lacks the column(s) {', '.join(missing)}" if missing else f"has non-numbers in {', '.join(bad)}"
+        raise ConfigError(f"log {str(path)!r} is damaged: it {what}")
+    return df
 
 
 def read_episodes(run_dir: Path) -> pd.DataFrame:
-    """The episodes CSV of a run folder; a clear error if the folder is not a run."""
+    """The episodes CSV of a run folder; a clear error if the folder is not a run or the file is damaged."""
     run_dir = Path(run_dir)
     path = run_dir / EPISODES_FILE
     if not run_dir.is_dir() or not path.exists():
         raise ConfigError(f"{str(run_dir)!r} is not a natpg run folder (no {EPISODES_FILE})")
-    return pd.read_csv(path)
+    return read_log_csv(path, ("global_step", "return"))
 
 
 def plot_run(run_dir: Path, out: Path | None = None, window: int = 20) -> Path:
     """Episode returns against the global step, with a rolling mean. Returns the PNG path."""
+    from natpg.runfolder import check_out_path, read_config
+
     run_dir = Path(run_dir)
     df = read_episodes(run_dir)
     title = run_dir.name
-    cfg_path = run_dir / CONFIG_FILE
-    if cfg_path.exists():
-        import json
-
-        cfg = json.loads(cfg_path.read_text())
+    cfg = read_config(run_dir)  # a damaged config.json is one clear error
+    if cfg is not None:
         title = f"{cfg.get('algo')} on {cfg.get('env_id')} (seed {cfg.get('seed')})"
     out = Path(out) if out is not None else run_dir / "learning_curve.png"
+    if out.is_dir():
+        raise ConfigError(f"--out {str(out)!r} is a folder; give a .png file path")
+    check_out_path(out, "--out")
+    if not out.parent.is_dir():
+        raise ConfigError(f"--out {str(out)!r}: folder {str(out.parent)!r} does not exist")
     fig, ax = plt.subplots(figsize=(7, 4))
     if len(df):
         ax.plot(df["global_step"], df["return"], ".", alpha=0.25, ms=3, label="episode return")

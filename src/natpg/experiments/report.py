@@ -33,6 +33,7 @@ import pandas as pd
 
 from natpg.config import ConfigError
 from natpg.experiments.store import RunRecord, find_runs, path_safe, read_json
+from natpg.runfolder import check_out_path
 from natpg.runlog import SYSTEM_FILE
 
 N_BINS = 100
@@ -370,8 +371,9 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
     root = Path(root)
     runs = find_runs(root)
     out = Path(out) if out is not None else root / "report"
-    (out / "figures").mkdir(parents=True, exist_ok=True)
-    data = collect(runs, thresholds, bootstrap_reps=bootstrap_reps)
+    check_out_path(out)
+    data = collect(runs, thresholds, bootstrap_reps=bootstrap_reps)  # reads every file first: a damaged one
+    (out / "figures").mkdir(parents=True, exist_ok=True)              # stops the report before it writes
     envs = ordered(data.runs["env_id"], _env_key)
     labels = ordered(data.runs["label"], _label_key)
     fin_envs = [e for e in envs if e in set(data.table["env_id"])]

@@ -10,12 +10,13 @@ The *variant* is the algorithm, plus the SMAC mini-batch size when one was set
 and labels. Everything here reads only the files that :func:`natpg.train`
 writes (see :mod:`natpg.runlog`), so a report can be made from the folders alone.
 
-A run is *finished* when its ``summary.json`` exists (the trainer writes it last).
+A run is *finished* when its ``summary.json`` exists (the trainer writes it last) and records
+the same config as its ``config.json`` (:func:`natpg.runfolder.finished_at`): a run extended
+with ``natpg train --resume --steps N`` is unfinished until it reaches N.
 """
 
 from __future__ import annotations
 
-import json
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,9 +25,7 @@ from typing import Any
 import pandas as pd
 
 from natpg.config import ConfigError
-from natpg.runlog import CONFIG_FILE, EPISODES_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_json_atomic
-
-ERROR_FILE = "error.json"
+from natpg.runlog import CONFIG_FILE, EPISODES_FILE, ERROR_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_json_atomic
 
 
 _VARIANT_FIELDS = (("batch_size", "B"), ("actor_epochs", "E"))
@@ -69,9 +68,12 @@ def run_folder(out: Path, env_id: str, label: str, seed: int) -> Path:
     return Path(out) / path_safe(env_id) / label / f"seed{seed}"
 
 
-def is_finished(run_dir: Path) -> bool:
-    """A run is finished when the trainer has written its ``summary.json``."""
-    return (Path(run_dir) / SUMMARY_FILE).is_file()
+def is_finished(run_dir: Path, config: dict[str, Any] | None = None) -> bool:
+    """A run is finished when the trainer has written its ``summary.json`` at the config of its
+    ``config.json`` (and at ``config``, when given). See :func:`natpg.runfolder.finished_at`."""
+    from natpg.runfolder import finished_at
+
+    return finished_at(run_dir, config)
 
 
 def write_error(run_dir: Path, exc: BaseException, spec: dict[str, Any] | None = None) -> Path:
@@ -88,9 +90,17 @@ def write_error(run_dir: Path, exc: BaseException, spec: dict[str, Any] | None =
 
 
 def read_json(path: Path) -> dict[str, Any] | None:
-    """A JSON file's content, or ``None`` if it does not exist."""
-    path = Path(path)
-    return json.loads(path.read_text()) if path.is_file() else None
+    """A JSON file's content, or ``None`` if it does not exist.
+
+    Raises:
+        ConfigError: the file is damaged (naming it).
+    """
+    from natpg.runfolder import read_json_file
+
+    data = read_json_file(path)
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{str(path)!r} is damaged (not a JSON object); move it away or restore it")
+    return data
 
 
 @dataclass(frozen=True)
@@ -109,7 +119,10 @@ class RunRecord:
 
     @property
     def finished(self) -> bool:
-        return self.summary is not None
+        """Finished at the config it records (a summary of another config does not count)."""
+        from natpg.runfolder import summary_matches
+
+        return self.summary is not None and summary_matches(self.summary, self.config)
 
     @property
     def status(self) -> str:
@@ -120,17 +133,19 @@ class RunRecord:
 
     def episodes(self) -> pd.DataFrame:
         """``episodes.csv``: global_step, return, length, terminated (empty if absent)."""
-        return _read_csv(self.path / EPISODES_FILE)
+        return _read_csv(self.path / EPISODES_FILE, ("global_step", "return"))
 
     def iterations(self) -> pd.DataFrame:
         """``iterations.csv``: one row per iteration with the namespaced log keys (empty if absent)."""
-        return _read_csv(self.path / ITERATIONS_FILE)
+        return _read_csv(self.path / ITERATIONS_FILE, ("global_step",))
 
 
-def _read_csv(path: Path) -> pd.DataFrame:
+def _read_csv(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
+    from natpg.experiments.plots import read_log_csv
+
     if not path.is_file() or path.stat().st_size == 0:
         return pd.DataFrame()
-    return pd.read_csv(path)
+    return read_log_csv(path, columns)
 
 
 def read_run(run_dir: Path) -> RunRecord:
@@ -142,6 +157,9 @@ def read_run(run_dir: Path) -> RunRecord:
         config = error["spec"]  # the run raised before the trainer wrote its config
     if config is None:
         raise ConfigError(f"{str(run_dir)!r} is not a natpg run folder (no {CONFIG_FILE})")
+    missing = [k for k in ("env_id", "algo", "seed", "total_steps") if k not in config]
+    if missing:
+        raise ConfigError(f"{str(run_dir / CONFIG_FILE)!r} is damaged: it lacks {', '.join(missing)}")
     return RunRecord(
         path=run_dir, env_id=str(config["env_id"]), label=variant_label(config), algo=str(config["algo"]),
         seed=int(config["seed"]), total_steps=int(config["total_steps"]), config=config,
