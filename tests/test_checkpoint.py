@@ -16,10 +16,15 @@ import torch
 from typer.testing import CliRunner
 
 from natpg import make_config
-from natpg.checkpoint import (checkpoint_path, load_checkpoint, remove_stale_temp_files, save_checkpoint,
-                              truncate_csv)
+from natpg.checkpoint import (
+    checkpoint_path,
+    load_checkpoint,
+    save_checkpoint,
+    truncate_csv,
+)
 from natpg.cli import app
 from natpg.config import ConfigError
+from natpg.runfolder import remove_temp_files
 from natpg.trainer import Trainer, resume, train
 
 runner = CliRunner()
@@ -111,7 +116,7 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch)
     stale = checkpoint_path(tmp_path).parent / ".latest.pt.abc123.tmp"  # as left by a SIGKILL mid-save
     stale.write_bytes(b"half")
     assert load_checkpoint(tmp_path)["iteration"] == 1 and stale.exists()  # readers leave it alone
-    remove_stale_temp_files(tmp_path)  # what resume does first
+    remove_temp_files(tmp_path)  # what resume does first
     assert not stale.exists() and checkpoint_path(tmp_path).exists()
 
 
@@ -186,3 +191,15 @@ def test_checkpoint_written_at_the_end_even_when_not_due(tmp_path):
     assert load_checkpoint(tmp_path / "run")["iteration"] == 3
     with pytest.raises(ConfigError, match="checkpoint_every=-1 must be an integer >= 0"):
         cfg.override(checkpoint_every=-1)
+
+
+def test_resume_removes_natpgs_temporary_files_and_nothing_else(tmp_path):
+    """A SIGKILL mid-write of config.json or summary.json leaves natpg's temporary file behind."""
+    train(make_config("CartPole-v1", "ac-sgd", 0, {"total_steps": 2000}), tmp_path)
+    stale = [tmp_path / ".config.json.k1l2.tmp", tmp_path / ".summary.json.x9.tmp", tmp_path / ".episodes.csv.a.tmp"]
+    for path in stale:
+        path.write_text("half")
+    mine = tmp_path / ".notes.tmp"
+    mine.write_text("user file")
+    resume(tmp_path, total_steps=3000)
+    assert not any(p.exists() for p in stale) and mine.read_text() == "user file"

@@ -99,15 +99,6 @@ def require_keys(run_dir: str | Path, state: dict[str, Any], keys: tuple[str, ..
                           f"{', '.join(map(repr, missing))}")
 
 
-def remove_stale_temp_files(run_dir: str | Path) -> None:
-    """Delete temporary checkpoint files left by a process killed while saving.
-
-    Only for a run that is not running: a live run's temporary file is about to be renamed.
-    """
-    for stale in checkpoint_path(run_dir).parent.glob(f".{CHECKPOINT_FILE}.*.tmp"):
-        stale.unlink(missing_ok=True)
-
-
 def truncate_csv(path: str | Path, key: str, max_value: float) -> int:
     """Keep the header and the complete rows of a CSV whose ``key`` is ``<= max_value``; return how many.
 

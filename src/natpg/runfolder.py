@@ -176,6 +176,21 @@ def is_run_folder(run_dir: str | Path) -> bool:
     return isinstance(error, dict) and "error" in error
 
 
+def remove_temp_files(run_dir: str | Path) -> None:
+    """Delete natpg's temporary files (a JSON, CSV or checkpoint write cut short by a killed process).
+
+    Only for a run that is not running (the caller holds its lock): a live run's temporary file is
+    about to be renamed.
+    """
+    run_dir = Path(run_dir)
+    stale = [p for name in NATPG_FILES for p in run_dir.glob(f".{name}.*.tmp")]
+    stale += [p for sub, patterns in NATPG_DIRS.items() for pat in patterns if pat.endswith(".tmp")
+              for p in (run_dir / sub).glob(pat)]
+    for path in stale:
+        if path.is_file():
+            path.unlink(missing_ok=True)
+
+
 def _natpg_entries(run_dir: Path) -> list[Path]:
     """The files natpg wrote in ``run_dir`` (not the lock file, not folders)."""
     found = [run_dir / name for name in NATPG_FILES if (run_dir / name).is_file()]

@@ -39,7 +39,7 @@ from torch.distributions import kl_divergence
 
 from natpg.advantages import compute_gae
 from natpg.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_FILE, checkpoint_path, load_checkpoint, read_csv_rows,
-                              remove_stale_temp_files, require_keys, save_checkpoint, truncate_csv)
+                              require_keys, save_checkpoint, truncate_csv)
 from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
@@ -49,7 +49,7 @@ from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper, RewardScaler
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, RolloutCollector
 from natpg.runfolder import (RunLock, canonical, check_out_path, clear_run_folder, describe_os_error, holds_files,
-                             is_run_folder, read_config)
+                             is_run_folder, read_config, remove_temp_files)
 from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
                           RunLog, TensorBoardLog, check_tensorboard)
 from natpg.updates import ActorBatch, UpdateInfo, make_update
@@ -514,7 +514,7 @@ def resume_locked(run_dir: Path, total_steps: int | None = None, progress: bool 
         except (KeyError, RuntimeError, TypeError, ValueError, AttributeError, pickle.UnpicklingError) as exc:
             raise ConfigError(f"checkpoint {str(checkpoint_path(run_dir))!r} is damaged: it does not fit its config "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-        remove_stale_temp_files(run_dir)
+        remove_temp_files(run_dir)
         truncate_csv(run_dir / ITERATIONS_FILE, "iteration", trainer.iteration)
         truncate_csv(run_dir / EVAL_FILE, "iteration", trainer.iteration)
         truncate_csv(run_dir / EPISODES_FILE, "global_step", trainer.global_step)
@@ -552,6 +552,7 @@ def _restart(run_dir: Path, saved: dict, total_steps: int | None, progress: bool
     if total_steps is not None:
         cfg = cfg.override(total_steps=total_steps)
     trainer = Trainer(cfg)
+    remove_temp_files(run_dir)
     for name in (ITERATIONS_FILE, EVAL_FILE, EPISODES_FILE):
         (run_dir / name).unlink(missing_ok=True)
     return trainer.run(run_dir, progress=progress)
