@@ -30,7 +30,7 @@ class MiniBatchSchedule(ActorUpdate):
         >>> actor = Actor(3, gym.spaces.Discrete(2), (8,))
         >>> sched = MiniBatchSchedule(SGDUpdate(actor, 0.1), batch_size=2, epochs=3)
         >>> batch = ActorBatch(torch.zeros(4, 3), torch.zeros(4, dtype=torch.int64), torch.ones(4))
-        >>> sched.step(batch).extras["n_substeps"]
+        >>> int(sched.step(batch).extras["n_substeps"])
         6
     """
 
