@@ -110,3 +110,22 @@ def test_train_records_the_preset_set_in_the_run_config(tmp_path):
                                  "--out", str(tmp_path / "run")])
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "paper"
+
+
+def test_help_shows_no_value_for_flags():
+    for command in ("train", "bench", "ablation", "eval"):
+        result = runner.invoke(app, [command, "--help"])
+        flags = [line for line in result.output.splitlines() if "<bool>" in line and "--help" not in line]
+        assert result.exit_code == 0 and not flags, (command, flags)
+
+
+def test_a_budget_that_is_not_whole_iterations_is_announced_once(tmp_path):
+    result = runner.invoke(app, ["train", "--env", "CartPole-v1", "--steps", "1500", "--quiet", "--out",
+                                 str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("natpg: note:")]
+    assert notes == ["natpg: note: total_steps=1,500 is not a multiple of n_steps (T) = 1,000; training runs whole "
+                     "iterations, so 2,000 steps"]
+    import json
+
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["global_step"] == 2000

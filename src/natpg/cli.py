@@ -57,9 +57,9 @@ def train(
     settings: Optional[List[str]] = typer.Option(None, "--set", show_default="none",
                                                  help="Override a config field: key=value (repeatable)."),
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/ENV_ALGO_sSEED_TIME", help="Run folder."),
-    overwrite: bool = typer.Option(False, "--overwrite", show_default="off",
+    overwrite: bool = typer.Option(False, "--overwrite", metavar="", show_default="off",
                                    help="Replace --out if it already holds files."),
-    quiet: bool = typer.Option(False, "--quiet", show_default="off", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", metavar="", show_default="off", help="No progress bar."),
     resume: Optional[Path] = typer.Option(None, "--resume", show_default="off",
                                           help="Continue the run in this folder from its last checkpoint, appending "
                                                "to its logs (only --steps and --quiet may be given with it)."),
@@ -70,9 +70,9 @@ def train(
                                                   "(eval.csv)."),
     eval_episodes: Optional[int] = typer.Option(None, "--eval-episodes", show_default="5",
                                                 help="Episodes per periodic evaluation."),
-    tensorboard: bool = typer.Option(False, "--tensorboard", show_default="off",
+    tensorboard: bool = typer.Option(False, "--tensorboard", metavar="", show_default="off",
                                      help="Also write TensorBoard logs to RUN_DIR/tensorboard (needs natpg\\[tensorboard])."),
-    normalize_obs: bool = typer.Option(False, "--normalize-obs", show_default="off",
+    normalize_obs: bool = typer.Option(False, "--normalize-obs", metavar="", show_default="off",
                                        help="Normalise observations by a running mean/std (saved with the model)."),
     env_backend: Optional[str] = typer.Option(None, "--env-backend", show_default="gymnasium",
                                               help="Simulator: gymnasium or envpool (needs the 'bench' extra)."),
@@ -125,6 +125,7 @@ def _train(env, algo, seed, steps, n_envs, settings, out, overwrite, quiet, resu
         trainer = Trainer(cfg)  # validates env id and spaces before anything on disk is touched
     except ConfigError as exc:
         raise _fail(str(exc)) from None
+    _note_whole_iterations(cfg)
     run_dir = out or Path("runs") / f"{cfg.env_id}_{cfg.algo.value}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         lock = prepare_run_dir(run_dir, overwrite)
@@ -153,6 +154,14 @@ def _guarded(run, run_dir: Path):
         raise _interrupted(exc, run_dir) from None
 
 
+def _note_whole_iterations(cfg) -> None:
+    """Say once when the budget is not a whole number of iterations: training runs whole iterations of T steps."""
+    actual = cfg.n_iterations * cfg.n_steps
+    if actual != cfg.total_steps:
+        typer.echo(f"natpg: note: total_steps={cfg.total_steps:,} is not a multiple of n_steps (T) = {cfg.n_steps:,}; "
+                   f"training runs whole iterations, so {actual:,} steps", err=True)
+
+
 def _report(result, run_dir: Path) -> None:
     cfg = result.config
     typer.echo(
@@ -174,7 +183,7 @@ def _resume_run(run_dir: Path, steps: Optional[int], quiet: bool) -> None:
 def eval_(
     run_dir: Path = typer.Argument(..., help="A run folder written by `natpg train` (its latest checkpoint is used)."),
     episodes: int = typer.Option(10, "--episodes", help="Number of evaluation episodes."),
-    deterministic: bool = typer.Option(False, "--deterministic", show_default="off",
+    deterministic: bool = typer.Option(False, "--deterministic", metavar="", show_default="off",
                                        help="Act with the distribution's mode instead of sampling."),
     seed: Optional[int] = typer.Option(None, "--seed", show_default="the run's seed + 1000000",
                                        help="Seed of the first episode (episode k uses seed + k)."),
@@ -303,13 +312,13 @@ _GRID_OPTS = dict(
     backend=typer.Option("local", "--backend", help="local (process pool) or ray."),
     ray_address=typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start a local one)."),
     settings=typer.Option(None, "--set", help="Override a config field for every run: key=value (repeatable)."),
-    quiet=typer.Option(False, "--quiet", help="No live display."),
+    quiet=typer.Option(False, "--quiet", metavar="", help="No live display."),
     run_timeout=typer.Option(None, "--run-timeout", show_default="no limit",
                              help="Seconds one attempt of one run may take before it is killed and retried."),
     retries=typer.Option(1, "--retries", help="Further attempts for a run that fails, times out or is killed."),
     preset=typer.Option("paper", "--preset", help="Preset set every run starts from: paper (the paper's table, "
                                                    "read literally) or paper-inferred (plus the adopted reading)."),
-    overwrite=typer.Option(False, "--overwrite", show_default="off",
+    overwrite=typer.Option(False, "--overwrite", metavar="", show_default="off",
                            help="Train run folders that hold another config (other --steps/--set) again from "
                                 "scratch; without it such a grid is refused."),
 )
