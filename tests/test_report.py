@@ -204,3 +204,16 @@ def test_bad_experiment_input_gives_one_error_line(tmp_path, args, message):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("natpg: error: ") and message in lines[0], result.stderr
     assert not (tmp_path / "g").exists()
+
+
+def test_two_runs_of_one_env_algorithm_and_seed_with_other_settings_are_refused_in_one_line(tmp_path):
+    root = tmp_path / "grid"
+    first = _write_run(root / "a", "EnvA-v0", "smac", 0, [(50, 1.0), (100, 2.0)])
+    second = _write_run(root / "b", "EnvA-v0", "smac", 0, [(50, 1.0), (100, 3.0)])
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "critic_epochs": 20}))
+    result = runner.invoke(app, ["report", str(root)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "are both EnvA-v0 smac seed 0 but differ in critic_epochs (none)→20" in lines[0]
+    assert str(first) in lines[0] and not (root / "report").exists()

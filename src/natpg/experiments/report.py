@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from natpg.config import ConfigError
-from natpg.experiments.store import RunRecord, find_runs, path_safe, read_json
+from natpg.experiments.store import RunRecord, check_unique, find_runs, path_safe, read_json
 from natpg.runfolder import check_out_path
 from natpg.runlog import SYSTEM_FILE
 
@@ -370,6 +370,7 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
 
     root = Path(root)
     runs = find_runs(root)
+    check_unique(runs)
     out = Path(out) if out is not None else root / "report"
     check_out_path(out)
     data = collect(runs, thresholds, bootstrap_reps=bootstrap_reps)  # reads every file first: a damaged one

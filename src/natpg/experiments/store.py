@@ -181,3 +181,25 @@ def find_runs(root: Path) -> list[RunRecord]:
     if not runs:
         raise ConfigError(f"no natpg run folder (a folder with {CONFIG_FILE}) under {str(root)!r}")
     return sorted(runs, key=lambda r: (r.env_id, r.label, r.seed))
+
+
+def check_unique(runs: list[RunRecord]) -> None:
+    """Refuse, in one line, two run folders that a report would mix up: same env, label and seed.
+
+    Runs of one (env, algorithm, seed) that differ in a setting the label does not name (say
+    ``critic_epochs``) belong in separate grid folders, each reported on its own.
+
+    Raises:
+        ConfigError: naming both folders and the fields that differ.
+    """
+    from natpg.runfolder import config_differences
+
+    seen: dict[tuple[str, str, int], RunRecord] = {}
+    for run in runs:
+        key = (run.env_id, run.label, run.seed)
+        other = seen.setdefault(key, run)
+        if other is not run:
+            diff = config_differences(other.config, run.config) or ["no setting"]
+            raise ConfigError(f"{str(other.path)!r} and {str(run.path)!r} are both {run.env_id} {run.label} seed "
+                              f"{run.seed} but differ in {', '.join(diff[:4])}{' …' if len(diff) > 4 else ''}; "
+                              f"report them from separate folders")
