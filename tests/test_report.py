@@ -217,3 +217,30 @@ def test_two_runs_of_one_env_algorithm_and_seed_with_other_settings_are_refused_
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "are both EnvA-v0 smac seed 0 but differ in critic_epochs (none)→20" in lines[0]
     assert str(first) in lines[0] and not (root / "report").exists()
+
+
+def test_curves_name_the_runs_they_leave_out_and_the_episode_cap(tmp_path, monkeypatch):
+    import natpg.experiments.plots as plots
+
+    seen = {}
+
+    def keep(fig, out_base):
+        ax = fig.axes[0]
+        seen["legend"] = [t.get_text() for t in ax.get_legend().get_texts()]
+        seen["title"] = ax.get_title()
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    curves = pd.DataFrame({"env_id": "EnvA-v0", "label": "smac", "seed": [0, 0], "bin": [0, 1], "step": [50, 100],
+                           "return": [1.0, 2.0], "logprob": [-1.0, -0.5]})
+    plots.plot_group_curves(curves, "EnvA-v0", "return", "return", tmp_path / "x", ["smac", "ac-cg"],
+                            missing={"smac": "1 failed", "ac-cg": "3 failed"}, note="episodes capped at 1,000 steps")
+    assert seen["legend"] == ["smac (1 seed; 1 failed not shown)", "ac-cg (no finished run; 3 failed not shown)"]
+    assert seen["title"] == "EnvA-v0\nepisodes capped at 1,000 steps"
+
+
+def test_report_counts_the_runs_left_out_per_label(hand_runs):
+    from natpg.experiments.report import _left_out
+
+    data = collect(find_runs(hand_runs), n_bins=2, bootstrap_reps=10)
+    assert _left_out(data.runs, "EnvB-v0") == {"smac": "1 unfinished"} and _left_out(data.runs, "EnvA-v0") == {}

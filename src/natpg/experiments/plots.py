@@ -89,26 +89,32 @@ def _save(fig: "plt.Figure", out_base: Path) -> list[Path]:
 
 
 def plot_group_curves(curves: pd.DataFrame, env_id: str, column: str, ylabel: str, out_base: Path,
-                      labels: list[str]) -> list[Path]:
+                      labels: list[str], missing: dict[str, str] | None = None, note: str = "") -> list[Path]:
     """One env's smoothed binned curves: for each label the mean over seeds with a ±1 std band.
 
     ``curves`` is the long table of :func:`natpg.experiments.report.collect` (columns env_id,
-    label, seed, step, and ``column``).
+    label, seed, step, and ``column``). ``missing`` maps a label to the runs left out of its curve
+    (e.g. ``"2 failed"``), shown in the legend, also for a label with no finished run at all;
+    ``note`` is added under the title (e.g. the episode cap).
     """
+    missing = missing or {}
     fig, ax = plt.subplots(figsize=(6.4, 4))
     env = curves[curves["env_id"] == env_id]
     for label in labels:
         grp = env[env["label"] == label]
+        left_out = f"; {missing[label]} not shown" if label in missing else ""
         if grp.empty:
+            if left_out:
+                ax.plot([], [], ls="none", label=f"{label} (no finished run{left_out})")
             continue
         wide = grp.pivot(index="step", columns="seed", values=column)
         mean, std = wide.mean(axis=1), wide.std(axis=1, ddof=0)
         n = wide.shape[1]
-        line, = ax.plot(wide.index, mean, lw=1.8, label=f"{label} ({n} seed{'s' if n != 1 else ''})")
+        line, = ax.plot(wide.index, mean, lw=1.8, label=f"{label} ({n} seed{'s' if n != 1 else ''}{left_out})")
         ax.fill_between(wide.index, mean - std, mean + std, color=line.get_color(), alpha=0.2, lw=0)
     ax.set_xlabel("environment steps")
     ax.set_ylabel(ylabel)
-    ax.set_title(env_id)
+    ax.set_title(env_id + (f"\n{note}" if note else ""), fontsize=10 if note else None)
     ax.grid(alpha=0.3)
     if ax.lines:
         ax.legend(loc="best", fontsize=8)

@@ -355,6 +355,24 @@ def machine_line(runs: Sequence[RunRecord]) -> str:
     return "Machine (from the runs' `system.json`): " + "; ".join(f"{k} ({n} runs)" for k, n in seen.items()) + "."
 
 
+def _left_out(runs: pd.DataFrame, env_id: str) -> dict[str, str]:
+    """Per label, the runs of ``env_id`` that are not in its curves: ``"1 failed, 2 unfinished"``."""
+    out: dict[str, str] = {}
+    for label, grp in runs[(runs["env_id"] == env_id) & (runs["status"] != "finished")].groupby("label"):
+        counts = grp["status"].value_counts()
+        out[str(label)] = ", ".join(f"{counts[s]} {s}" for s in ("failed", "unfinished") if s in counts)
+    return out
+
+
+def _cap_note(runs: Sequence[RunRecord], env_id: str) -> str:
+    """``"episodes capped at 1000 steps"`` when the runs of ``env_id`` share one cap."""
+    caps = {r.config.get("max_episode_steps") for r in runs if r.env_id == env_id}
+    if len(caps) != 1:
+        return ""
+    cap = caps.pop()
+    return "registered episode limit" if cap is None else f"episodes capped at {int(cap):,} steps"
+
+
 def write_report(root: str | Path, out: str | Path | None = None, thresholds: Mapping[str, float] | None = None,
                  title: str = "natpg results", bootstrap_reps: int = 2000, notes: str = "") -> Path:
     """Read every run folder under ``root`` and write the report into ``out`` (default ``root/report``).
@@ -413,7 +431,8 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
         md += [f"## {heading}", "", caption, ""]
         for env in fin_envs:
             base = out / "figures" / f"{prefix}_{path_safe(env)}"
-            plot_group_curves(data.curves, env, column, ylabel, base, labels)
+            plot_group_curves(data.curves, env, column, ylabel, base, labels, missing=_left_out(data.runs, env),
+                              note=_cap_note(runs, env))
             md += [f"![{prefix} on {env}](figures/{base.name}.png)", ""]
 
     md += ["## Steps to first reach a return threshold", "", "First bin end at which the smoothed curve reaches "
