@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
+import subprocess
+import sys
 
 import gymnasium as gym
 import numpy as np
@@ -140,3 +143,13 @@ def test_tensorboard_without_the_package_is_one_clear_error(tmp_path, monkeypatc
     assert result.exit_code == 2
     assert "pip install 'natpg[tensorboard]'" in result.stderr
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_video_prints_nothing_about_a_missing_display(cartpole_run, tmp_path):
+    """SDL's complaint about XDG_RUNTIME_DIR came on every video; offscreen frames need no display."""
+    pytest.importorskip("imageio.v2")
+    env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "SDL_VIDEODRIVER", "DISPLAY")}
+    proc = subprocess.run([sys.executable, "-m", "natpg.cli", "eval", str(cartpole_run), "--episodes", "1",
+                           "--video", str(tmp_path / "v.gif")], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "" and (tmp_path / "v.gif").is_file()

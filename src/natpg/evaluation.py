@@ -11,6 +11,7 @@ the observation normaliser's statistics frozen.
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,6 +178,9 @@ def format_result(result: EvalResult) -> str:
 def _make_eval_env(env_id: str, max_episode_steps: int | None, render: bool) -> gym.Env:
     if not render:
         return make_env(env_id, max_episode_steps)
+    # Offscreen frames need no display: SDL's dummy video driver (pygame, classic control) draws into
+    # memory and does not complain about a missing XDG_RUNTIME_DIR. A driver the user chose is kept.
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
     try:
         with warnings.catch_warnings():  # an env without 'rgb_array' gets the clear error below instead
             warnings.filterwarnings("ignore", message=".*render_mode.*")
