@@ -129,3 +129,13 @@ def test_a_budget_that_is_not_whole_iterations_is_announced_once(tmp_path):
     import json
 
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["global_step"] == 2000
+
+
+def test_the_command_line_starts_without_importing_torch():
+    """`natpg --help` must not pay torch's import (benchmarks/startup.py measures the time)."""
+    code = "import sys, natpg.cli; print('torch' in sys.modules, 'gymnasium' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "False"]
+    code = "import natpg; print(natpg.make_config('CartPole-v1', 'smac').actor_lr, callable(natpg.train))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() \
+        == ["0.005", "True"]

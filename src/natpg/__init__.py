@@ -11,8 +11,30 @@ AC-SGD, AC-Adam and AC-CG. Quick start::
 
 __version__ = "0.1.0"
 
-from natpg.config import Algo, ConfigError, TrainConfig  # noqa: E402
-from natpg.presets import make_config  # noqa: E402
-from natpg.trainer import TrainResult, Trainer, resume, train  # noqa: E402
+from typing import TYPE_CHECKING, Any
+
+# The public names are imported on first use (PEP 562), so that ``natpg --help`` and the
+# config layer start without importing torch.
+_EXPORTS = {
+    "Algo": "natpg.config", "ConfigError": "natpg.config", "TrainConfig": "natpg.config",
+    "make_config": "natpg.presets",
+    "TrainResult": "natpg.trainer", "Trainer": "natpg.trainer", "resume": "natpg.trainer", "train": "natpg.trainer",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from natpg.config import Algo, ConfigError, TrainConfig
+    from natpg.presets import make_config
+    from natpg.trainer import Trainer, TrainResult, resume, train
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
+
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'natpg' has no attribute {name!r}")
+
 
 __all__ = ["Algo", "ConfigError", "TrainConfig", "TrainResult", "Trainer", "make_config", "resume", "train", "__version__"]
