@@ -170,12 +170,12 @@ def main(root: Path, out: Path) -> None:
         lines += [f"### {env} (threshold {thr:g}; paper's order: {' < '.join(order)})", "",
                   markdown_table(["reading"] + ALGOS, rows), ""]
     (out / "screening.md").write_text("\n".join(lines))
-    fig, ax = plt.subplots(figsize=(7, 0.5 + 0.4 * len(scores_df)))
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.4 * len(scores_df)))
     ax.barh(scores_df.reading, scores_df.D, label="D (final scores)")
     ax.barh(scores_df.reading, scores_df.O / 2, left=scores_df.D, label="O / 2 (order)")
     ax.invert_yaxis()
     ax.set_xlabel("distance from the paper (lower is closer)")
-    ax.legend(loc="lower right")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
     fig.tight_layout()
     fig.savefig(out / "scores.png", dpi=120)
     print(scores_df.to_string(index=False))
