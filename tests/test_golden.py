@@ -10,7 +10,6 @@ behaviour is the reference).
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
 import os

@@ -172,7 +172,8 @@ class AutogradScores(ScoreKernel):
 
 
 def actor_outputs(actor: Actor) -> Callable[[Any], PolicyOutputs]:
-    """``evaluate`` for :class:`AutogradScores`: ``actor``'s distribution at ``batch.obs``, log-probs of ``batch.actions``."""
+    """``evaluate`` for :class:`AutogradScores`: ``actor``'s distribution at ``batch.obs`` and its log-probs of
+    ``batch.actions``."""
     def evaluate(batch: Any) -> PolicyOutputs:
         dist = actor.distribution(batch.obs)
         return PolicyOutputs(dist.log_prob(batch.actions), dist)
@@ -351,16 +352,18 @@ class _NumpyScore:
 
     def __init__(self, policy: NumpyPolicy, spans: list[tuple[tuple[int, int], tuple[int, int]]],
                  log_std_span: tuple[int, int] | None) -> None:
-        self.policy = policy
+        self.forward = policy.forward
+        self.layers = policy.layers
+        self.discrete = policy.discrete
+        self.log_std = policy.log_std
         self.spans = spans
         self.log_std_span = log_std_span
 
     def __call__(self, obs: np.ndarray, action: np.ndarray, out: np.ndarray) -> float:
-        policy = self.policy
-        layers = policy.layers
+        layers = self.layers
         hidden: list[np.ndarray] = []
-        x = policy.forward(obs, inputs=hidden)
-        if policy.discrete:
+        x = self.forward(obs, hidden)
+        if self.discrete:
             a = int(action)
             shifted = x - x.max()
             e = np.exp(shifted)
@@ -369,7 +372,7 @@ class _NumpyScore:
             delta = -e / total
             delta[a] += 1.0
         else:
-            log_std = policy.log_std
+            log_std = self.log_std
             assert log_std is not None and self.log_std_span is not None
             inv_var = np.exp(-2.0 * log_std)
             diff = action - x

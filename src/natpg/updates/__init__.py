@@ -1,4 +1,4 @@
-"""The actor-update rules behind one interface (:class:`ActorUpdate`), and :func:`make_update` that builds one from a config.
+"""The actor-update rules behind one interface (:class:`ActorUpdate`); :func:`make_update` builds one from a config.
 
 Each rule asks a score kernel (:mod:`natpg.scores`) for its rows, turns them into a
 direction and writes θ through one flat-parameter helper (:mod:`natpg.flat`).

@@ -81,6 +81,11 @@ class ActorUpdate(abc.ABC):
     def n_params(self) -> int:
         return self.flat.numel
 
+    @property
+    def score_kernel(self) -> str:
+        """Which score kernel feeds the update (``"autograd"``, ``"mlp"``; ``""`` if none), for logs."""
+        return ""
+
     @abc.abstractmethod
     def step(self, batch: Any) -> UpdateInfo:
         """Move θ once, using ``batch`` (an :class:`ActorBatch`, or what the rule's kernel evaluates)."""

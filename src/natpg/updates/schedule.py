@@ -1,4 +1,4 @@
-"""The mini-batch schedule: how often a rule moves the actor per iteration (E passes over the batch in mini-batches of M)."""
+"""The mini-batch schedule: how often a rule moves θ per iteration (E passes over the batch, mini-batches of M)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import torch  # noqa: F401 - the example uses it
 
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
+from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo  # noqa: F401 - ActorBatch: the example
 
 
 class MiniBatchSchedule(ActorUpdate):
@@ -67,6 +67,10 @@ class MiniBatchSchedule(ActorUpdate):
         extras["n_substeps"] = float(substeps)
         loss = sum(losses) / len(losses) if all(math.isfinite(v) for v in losses) else math.nan
         return UpdateInfo(actor_loss=loss, update_norm=norm, skipped=skipped, skip_reason=reason, extras=extras)
+
+    @property
+    def score_kernel(self) -> str:
+        return self.rule.score_kernel
 
     def state_dict(self) -> dict:
         return self.rule.state_dict()
