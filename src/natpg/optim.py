@@ -197,4 +197,4 @@ class NaturalCG(_NaturalGradientOptimizer):
         return self._run(log_probs, advantages, dist)
 
 
-__all__ = ["SMNG", "WoodburyNG", "NaturalCG"]
+__all__ = ["SMNG", "WoodburyNG", "NaturalCG", "LogProbBatch"]

@@ -1,4 +1,4 @@
-"""Actor and critic networks and their action distributions.
+"""Actor and critic networks, their action distributions, and the actor's NumPy forward pass.
 
 Actor and critic are separate MLPs (docs/method.md §3; 64-64 tanh by default). The actor
 maps observations to a :class:`torch.distributions.Distribution` whose
@@ -214,14 +214,21 @@ class NumpyPolicy:
         ``z_l = W_l h_{l-1} + b_l``, ``h_l = tanh(z_l)`` from ``h_0 = x``; the output is ``z_L``.
         With ``inputs``, each layer's input ``h_{l-1}`` is appended to it (for a backward pass).
         """
-        vector = x.ndim == 1
         last = len(self.layers) - 1
+        if x.ndim == 1:
+            for i, (w, b) in enumerate(self.layers):
+                if inputs is not None:
+                    inputs.append(x)
+                x = w @ x + b
+                if i < last:
+                    np.tanh(x, x)
+            return x
         for i, (w, b) in enumerate(self.layers):
             if inputs is not None:
                 inputs.append(x)
-            x = (w @ x if vector else x @ w.T) + b
+            x = x @ w.T + b
             if i < last:
-                np.tanh(x, out=x)
+                np.tanh(x, x)
         return x
 
     @staticmethod

@@ -3,13 +3,14 @@ r"""The score kernel: per-sample scores ``ℓ_i = ∇_θ log π_θ(a_i|s_i)`` co
 Every update rule gets its gradients from here and nowhere else. One interface,
 :class:`ScoreKernel`, two implementations:
 
-=====================  ==========================================================  =================
-kernel                 how                                                         policies
-=====================  ==========================================================  =================
-:class:`AutogradScores`  one batched vector-Jacobian product of the log-probabilities  any (the reference)
-:class:`MLPScores`     hand-written backward pass of a Linear/Tanh :class:`Actor`;   Linear/Tanh actor
-                       NumPy per-sample scores for B = 1
-=====================  ==========================================================  =================
+=========================  ===========================================  ====================
+kernel                     how                                          policies
+=========================  ===========================================  ====================
+:class:`AutogradScores`    one batched vector-Jacobian product of the   any (the reference)
+                           log-probabilities
+:class:`MLPScores`         hand-written backward pass; NumPy            a Linear/Tanh
+                           per-sample scores for B = 1                  :class:`Actor`
+=========================  ===========================================  ====================
 
 What a kernel computes, for ``N`` samples, advantages ``A`` and a ``(k, N)`` weight matrix ``W``:
 
@@ -34,7 +35,7 @@ import abc
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar, Literal, Protocol
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -50,16 +51,6 @@ KernelChoice = Literal["auto", "autograd", "mlp"]
 """``"auto"``: the MLP kernel where it applies, else autograd; or one of them by name."""
 
 
-class Samples(Protocol):
-    """What a kernel and a rule see of a batch: its advantages, its length and consecutive slices."""
-
-    advantages: Tensor
-
-    def __len__(self) -> int: ...
-
-    def slice(self, start: int, stop: int) -> "Samples": ...
-
-
 @dataclass
 class PolicyOutputs:
     """The policy evaluated on a batch, attached to the graph of θ."""
@@ -72,6 +63,10 @@ class PolicyOutputs:
 
 class ScoreKernel(abc.ABC):
     """Per-sample scores of one policy at the current θ (see the module docstring for the math).
+
+    A ``batch`` is whatever the kernel evaluates (an :class:`~natpg.updates.ActorBatch` for an
+    actor; :class:`natpg.optim.LogProbBatch` for given log-probabilities) with ``advantages``,
+    ``len()`` and, for sequential mini-batches, ``slice(start, stop)``.
 
     Attributes:
         params: θ's tensors; score rows are laid out as :attr:`flat` says.
@@ -356,11 +351,11 @@ class _NumpyScore:
         self.layers = policy.layers
         self.discrete = policy.discrete
         self.log_std = policy.log_std
-        self.spans = spans
+        # the backward pass, last layer first: (layer index, W, weight span, bias span)
+        self.plan = [(i, self.layers[i][0], *spans[i][0], *spans[i][1]) for i in range(len(self.layers) - 1, -1, -1)]
         self.log_std_span = log_std_span
 
     def __call__(self, obs: np.ndarray, action: np.ndarray, out: np.ndarray) -> float:
-        layers = self.layers
         hidden: list[np.ndarray] = []
         x = self.forward(obs, hidden)
         if self.discrete:
@@ -381,9 +376,7 @@ class _NumpyScore:
             delta = diff * inv_var
             lo, hi = self.log_std_span
             out[lo:hi] = z2 - 1.0
-        for i in range(len(layers) - 1, -1, -1):
-            w = layers[i][0]
-            (ws, we), (bs, be) = self.spans[i]
+        for i, w, ws, we, bs, be in self.plan:
             np.outer(delta, hidden[i], out=out[ws:we].reshape(w.shape))
             out[bs:be] = delta
             if i:
