@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+import natpg.scores
 from conftest import tiny_actor, tiny_batch
 from natpg.scores import AutogradScores, MLPScores, actor_outputs, select_score_kernel
 from natpg.updates import NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate, WoodburyUpdate
@@ -68,7 +69,8 @@ def test_entropy_enters_only_g_and_only_the_autograd_kernel(discrete):
         fast.rows(batch, w, ent_coef=c)
 
 
-def test_selection_is_explicit_and_logged(caplog):
+def test_selection_is_explicit_and_logged(caplog, monkeypatch):
+    monkeypatch.setattr(natpg.scores, "_logged", set())  # as in a fresh process: nothing logged yet
     caplog.set_level(logging.INFO, logger="natpg.scores")
     actor = tiny_actor(True, obs_dim=3, hidden=(7,))
     assert ShermanMorrisonUpdate(actor, 0.1, 0.1).score_kernel == "mlp"
