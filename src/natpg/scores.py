@@ -107,18 +107,23 @@ class AutogradScores(ScoreKernel):
         evaluate: the policy on a batch, with graph (see :func:`actor_outputs`).
         retain_graph: keep the graph of ``evaluate``'s outputs after a gradient (a caller that
             evaluated the policy once and builds Fisher-vector products on the same graph).
+        distribution: the action distribution on a batch, with graph, where it is cheaper than
+            ``evaluate`` (no log-probabilities); default ``evaluate(batch).distribution``.
     """
 
     name = "autograd"
 
     def __init__(self, params: list[Tensor], evaluate: Callable[[Any], PolicyOutputs],
-                 retain_graph: bool = False) -> None:
+                 retain_graph: bool = False, distribution: Callable[[Any], Distribution] | None = None) -> None:
         super().__init__(params)
         self.evaluate = evaluate
         self.retain_graph = retain_graph
+        self._distribution = distribution
 
     def distribution(self, batch: Any) -> Distribution:
         """The action distribution on ``batch``, with graph (for the Fisher of the KL)."""
+        if self._distribution is not None:
+            return self._distribution(batch)
         dist = self.evaluate(batch).distribution
         if dist is None:
             raise ValueError("this policy gives log-probabilities only; the rule needs its action distribution")
@@ -427,10 +432,10 @@ def select_score_kernel(actor: Actor, params: list[Tensor], choice: KernelChoice
     if choice == "mlp" and reason:
         raise ValueError(f"the MLP score kernel does not apply: {reason}")
     if choice == "autograd":
-        reason = "chosen"
+        reason = "requested"
     kernel: ScoreKernel
     if reason:
-        kernel = AutogradScores(params, actor_outputs(actor))
+        kernel = AutogradScores(params, actor_outputs(actor), distribution=lambda batch: actor.distribution(batch.obs))
         message = f"{rule or 'update'}: autograd score kernel ({reason})"
     else:
         mlp = MLPScores(actor, params)
