@@ -39,25 +39,7 @@ import torch  # noqa: E402
 from natpg.policies import Actor  # noqa: E402
 from natpg.updates import (AdamUpdate, NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate,  # noqa: E402
                            WoodburyUpdate)
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo  # noqa: E402
-
-
-class KernelGradientStep(ActorUpdate):
-    """Reference only, not a training rule: ``θ ← θ + η g`` with ``g`` from SMAC's own kernel.
-
-    ``g`` comes from the hand-written backward pass and one contraction (the score
-    kernel SMAC uses, :meth:`ActorUpdate._mlp_score_contractions`, with the single row
-    ``A/N``) instead of autograd. SMAC needs the same passes plus a second contraction
-    for ℓ̄, so ``smac ÷ this`` is the honest price of the natural gradient over a plain
-    gradient computed just as carefully: at large d the width² layer costs 4 matrix
-    products against 3, so the ratio tends to 4/3 there.
-    """
-
-    def step(self, batch: ActorBatch) -> UpdateInfo:
-        rows, logp = self._mlp_score_contractions(batch, (batch.advantages / len(batch)).unsqueeze(0))
-        norm, reason = self.apply(rows[0].mul_(self.lr))
-        return UpdateInfo(actor_loss=-float((logp * batch.advantages).mean()), update_norm=norm,
-                          skipped=int(bool(reason)), skip_reason=reason)
+from natpg.updates.base import ActorBatch  # noqa: E402
 
 
 OBS_DIM, ACT_DIM, T = 17, 6, 1000
@@ -71,7 +53,10 @@ RULES = {
     "woodbury-k8": lambda a: WoodburyUpdate(a, lr=1e-3, damping=1.0, rank=8),
     "woodbury-k32": lambda a: WoodburyUpdate(a, lr=1e-3, damping=1.0, rank=32),
     "ac-cg": lambda a: NaturalCGUpdate(a, lr=1e-3, cg_damping=0.1, cg_iters=10),
-    "sgd-kernel": lambda a: KernelGradientStep(a, lr=1e-3),  # reference row, not a training rule
+    # Reference row, not a training rule: θ ← θ + η g with g from SMAC's own (MLP) score kernel instead of
+    # autograd. SMAC needs the same passes plus a second contraction for ℓ̄, so smac ÷ this is the honest price
+    # of the natural gradient over a plain gradient computed just as carefully (→ 4/3 at large d).
+    "sgd-kernel": lambda a: SGDUpdate(a, lr=1e-3, scores="mlp"),
 }
 
 

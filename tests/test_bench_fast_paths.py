@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from conftest import tiny_actor, tiny_batch
-from natpg.updates import ShermanMorrisonUpdate, WoodburyUpdate
-from natpg.updates.base import flatten
+from natpg.flat import flatten
+from natpg.updates import ShermanMorrisonUpdate
 
 N = 10
 
@@ -23,42 +23,16 @@ def autograd_scores(actor, batch) -> torch.Tensor:
     return torch.stack(rows)
 
 
-def test_batched_score_rows_are_weighted_sums_of_per_sample_scores(discrete):
-    actor = tiny_actor(discrete, hidden=(5, 4))
-    batch = tiny_batch(actor, N)
-    update = WoodburyUpdate(actor, lr=0.1, damping=0.1, rank=3)
-    cot = torch.randn(4, N, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
-    rows, logp = update._mlp_score_contractions(batch, cot)
-    torch.testing.assert_close(rows, cot @ autograd_scores(actor, batch), rtol=1e-12, atol=1e-13)
-    torch.testing.assert_close(logp.detach(), actor.log_prob(batch.obs, batch.actions).detach())
-
-
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_single_sample_score_is_the_autograd_score(discrete, dtype):
-    actor = tiny_actor(discrete, hidden=(6, 5), dtype=dtype)
-    batch = tiny_batch(actor, 4, dtype=dtype)
-    ref = autograd_scores(actor, batch)
-    ell = np.empty(ref.shape[1], dtype=ref.numpy().dtype)
-    policy = actor.numpy_policy(ell.dtype)
-    tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == torch.float64 else {"rtol": 1e-5, "atol": 1e-6}
-    for i in range(4):
-        logp = policy.score(batch.obs[i].numpy(), batch.actions[i].numpy(), ell)
-        np.testing.assert_allclose(ell, ref[i].numpy(), **tol)
-        with torch.no_grad():
-            ref_logp = float(actor.log_prob(batch.obs[i:i + 1], batch.actions[i:i + 1]))
-        assert logp == pytest.approx(ref_logp, rel=1e-5)
-
-
-def test_single_sample_fast_path_equals_the_generic_loop(discrete, monkeypatch):
+def test_single_sample_fast_path_equals_the_generic_loop(discrete):
     actor = tiny_actor(discrete)
     batch = tiny_batch(actor, N)
     fast = ShermanMorrisonUpdate(tiny_actor(discrete), lr=0.2, damping=0.1, batch_size=1)
     info_fast = fast.step(batch)
     slow_actor = tiny_actor(discrete)
-    monkeypatch.setattr(type(slow_actor), "numpy_policy", lambda *a, **k: None)  # forces the generic loop
-    slow = ShermanMorrisonUpdate(slow_actor, lr=0.2, damping=0.1, batch_size=1)
+    slow = ShermanMorrisonUpdate(slow_actor, lr=0.2, damping=0.1, batch_size=1, scores="autograd")  # kernel rows
+    assert fast.single_sample_path and not slow.single_sample_path
     info_slow = slow.step(batch)
-    torch.testing.assert_close(flatten(list(fast.actor.parameters())), flatten(list(slow_actor.parameters())),
+    torch.testing.assert_close(flatten(fast.params), flatten(list(slow_actor.parameters())),
                                rtol=1e-10, atol=1e-12)
     assert info_fast.actor_loss == pytest.approx(info_slow.actor_loss, rel=1e-10)
     assert info_fast.update_norm == pytest.approx(info_slow.update_norm, rel=1e-10)
@@ -146,23 +120,6 @@ def test_a_deep_copied_actor_draws_fresh_noise_and_uses_its_own_parameters():
     assert not np.allclose(actor.distribution(torch.from_numpy(obs)).mean.detach().numpy(), expected)
 
 
-def test_head_signals_are_autograds_derivatives_at_the_head(discrete):
-    actor = tiny_actor(discrete, hidden=(5, 4))
-    batch = tiny_batch(actor, N)
-    out = actor.body(batch.obs).detach().requires_grad_(True)
-    log_std = None if discrete else actor.log_std.detach().expand_as(out).clone().requires_grad_(True)
-    logp_ref = actor.head(out, log_std).log_prob(batch.actions)
-    wrt = [out] if discrete else [out, log_std]
-    refs = torch.autograd.grad(logp_ref.sum(), wrt)  # per-sample: sample i only reaches row i
-    logp, delta, log_std_signal = actor.head_signals(out.detach(), batch.actions)
-    torch.testing.assert_close(logp, logp_ref.detach(), rtol=1e-13, atol=1e-13)
-    torch.testing.assert_close(delta, refs[0], rtol=1e-13, atol=1e-13)
-    if discrete:
-        assert log_std_signal is None
-    else:
-        torch.testing.assert_close(log_std_signal, refs[1], rtol=1e-13, atol=1e-13)
-
-
 def test_rollout_sampler_follows_the_policy_distribution():
     torch.manual_seed(0)
     obs = np.array([[0.3, -1.0, 0.5]], dtype=np.float32)
@@ -196,28 +153,3 @@ def test_rollout_sampler_mean_is_the_policy_mean_and_seeded(batch):
     act = actor.numpy_policy(np.float32).sampler(1, batch)
     expected = actor.distribution(torch.from_numpy(obs)).mean.detach().numpy()
     np.testing.assert_allclose(act(obs), expected, rtol=1e-5, atol=1e-6)
-
-
-def test_numpy_policy_bound_to_a_flat_theta_reads_it():
-    actor = tiny_actor(False, hidden=(5, 4))
-    batch = tiny_batch(actor, 3)
-    theta = flatten([p.detach() for p in actor.parameters()]).numpy().copy()
-    policy = actor.numpy_policy(np.float64, theta=theta)
-    ell, ref = np.empty_like(theta), autograd_scores(actor, batch)[0].numpy()
-    policy.score(batch.obs[0].numpy(), batch.actions[0].numpy(), ell)
-    np.testing.assert_allclose(ell, ref, rtol=1e-12, atol=1e-13)
-    theta += 0.1  # the policy follows θ; the actor's parameters do not move
-    moved = copy_with_theta(actor, theta)
-    policy.score(batch.obs[0].numpy(), batch.actions[0].numpy(), ell)
-    np.testing.assert_allclose(ell, autograd_scores(moved, batch)[0].numpy(), rtol=1e-12, atol=1e-13)
-    assert not np.allclose(ell, ref)
-    with pytest.raises(ValueError, match="theta must be"):
-        actor.numpy_policy(np.float64, theta=theta[:-1])
-
-
-def copy_with_theta(actor, theta):
-    import copy
-
-    other = copy.deepcopy(actor)
-    torch.nn.utils.vector_to_parameters(torch.from_numpy(theta.copy()), other.parameters())
-    return other

@@ -1,4 +1,4 @@
-"""Each update rule moves θ by exactly SPEC §2's formula, against a direct float64 computation."""
+"""Each update rule moves θ by exactly the formula of docs/method.md §2, against a direct float64 computation."""
 
 from __future__ import annotations
 
@@ -230,7 +230,7 @@ def test_natural_cg_failed_line_search_restores_parameters(setup):
     # only the restore puts θ back (without it θ would stay at the last, smallest candidate).
     zero = ActorBatch(batch.obs, batch.actions, torch.zeros_like(batch.advantages))
     upd = NaturalCGUpdate(actor, lr=1.0, cg_iters=5, line_search=True, backtrack_iters=4, ent_coef=0.5)
-    g, _ = upd.policy_gradient(zero)
+    g, _ = upd.scores.gradient(zero, upd.ent_coef)
     assert float(g.norm()) > 1e-2  # a real step
     info = upd.step(zero)
     assert torch.equal(theta(actor), before)
@@ -261,7 +261,7 @@ def test_entropy_bonus_enters_g_in_the_batched_pass(setup):
     j = (dist.log_prob(batch.actions) * batch.advantages).mean() + c * dist.entropy().mean()
     g_ref = flatten(torch.autograd.grad(j, list(actor.parameters())))
     upd = ShermanMorrisonUpdate(actor, lr=0.1, damping=0.1, ent_coef=c)
-    rows, _ = upd.batched_scores(batch, torch.full((1, N), 1.0 / N, dtype=D64))
+    rows, _ = upd.scores.rows(batch, torch.full((1, N), 1.0 / N, dtype=D64), upd.ent_coef)
     torch.testing.assert_close(rows[0], g_ref, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(rows[1], scores(actor, batch).mean(0), rtol=1e-12, atol=1e-14)
 

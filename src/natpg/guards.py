@@ -43,6 +43,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from natpg.flat import FlatParams
+
 
 class TrainingDiverged(RuntimeError):
     """Too many consecutive updates were skipped because of non-finite values."""
@@ -91,14 +93,13 @@ def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | 
         return "non-finite loss"
     if not all_finite(*(p.grad for p in params if p.grad is not None)):
         return "non-finite gradient"
-    saved_params = [p.detach().clone() for p in params]
+    flat = FlatParams(params)
+    saved_params = flat.get()
     saved_state = copy.deepcopy(optimizer.state_dict())
     optimizer.step()
     if all_finite(*params) and optimizer_state_finite(optimizer):
         return ""
-    with torch.no_grad():
-        for p, saved in zip(params, saved_params):
-            p.copy_(saved)
+    flat.set_(saved_params)
     optimizer.load_state_dict(saved_state)
     return "step made parameters or optimizer state non-finite; restored"
 
@@ -121,18 +122,20 @@ def _params(module: nn.Module | Iterable[torch.Tensor]) -> Iterable[torch.Tensor
 
 def snapshot(module: nn.Module | Iterable[torch.Tensor]) -> torch.Tensor:
     """A flat copy of the parameters of ``module`` (or of a list of parameters), O(d) memory."""
-    return nn.utils.parameters_to_vector(_params(module)).detach().clone()
+    return FlatParams(_params(module)).get()
 
 
 def restore(module: nn.Module | Iterable[torch.Tensor], flat: torch.Tensor) -> None:
-    """Write a :func:`snapshot` back into the same parameters."""
-    with torch.no_grad():
-        nn.utils.vector_to_parameters(flat, _params(module))
+    """Write a :func:`snapshot` back into the same parameters, in place (their storage is kept)."""
+    FlatParams(_params(module)).set_(flat)
 
 
 @dataclass
 class SkipCounter:
-    """Counts skipped iterations; :meth:`record` raises after ``limit`` in a row."""
+    """Counts skipped iterations; :attr:`exhausted` turns true after ``limit`` in a row.
+
+    :meth:`record` only counts; the caller checks :attr:`exhausted` and raises :meth:`error`.
+    """
 
     limit: int
     consecutive: int = 0

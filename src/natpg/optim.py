@@ -15,8 +15,9 @@ optimizer         step                                             cost in d
 
 with ``g = (1/N) Σ ℓ_i A_i``, ``ℓ_i = ∇_θ log π_θ(a_i|s_i)`` and ``ℓ̄ = (1/N) Σ ℓ_i``.
 The math is not repeated here: each optimizer drives the matching update rule of
-:mod:`natpg.updates` (which calls the solvers of :mod:`natpg.curvature`), fed with
-the caller's log-probabilities instead of a natpg actor.
+:mod:`natpg.updates` (which calls the solvers of :mod:`natpg.curvature`), fed by an
+:class:`~natpg.scores.AutogradScores` kernel over the caller's log-probabilities
+(:class:`LogProbBatch`) instead of a natpg actor.
 
 Example:
     >>> import torch
@@ -32,62 +33,47 @@ Example:
 
 from __future__ import annotations
 
-from typing import Iterable
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
-from natpg.updates import ActorBatch, NaturalCGUpdate, ShermanMorrisonUpdate, UpdateInfo, WoodburyUpdate
-from natpg.updates.base import ActorUpdate
+from natpg.scores import AutogradScores, PolicyOutputs
+from natpg.updates import NaturalCGUpdate, ShermanMorrisonUpdate, UpdateInfo, WoodburyUpdate
+from natpg.updates.base import ScoreRule
 
 
-class _Parameters:
-    """Stands in for an actor: all an update rule needs from it is ``parameters()`` (and, for CG, ``distribution``)."""
-
-    def __init__(self, params: list[Tensor]) -> None:
-        self._params = params
-        self.dist: Distribution | None = None
-
-    def parameters(self) -> Iterable[Tensor]:
-        return iter(self._params)
-
-    def distribution(self, obs: Tensor) -> Distribution:  # noqa: ARG002 - the caller already evaluated it
-        assert self.dist is not None
-        return self.dist
-
-
-class _GivenLogProbs:
-    """Mixin for an :class:`ActorUpdate`: the per-sample log-probabilities are the caller's, not recomputed."""
+@dataclass
+class LogProbBatch:
+    """The caller's batch as the rules see it: per-sample log-probabilities (with graph), advantages and,
+    for CG, the distribution they came from. It is evaluated once, so it cannot be split."""
 
     log_probs: Tensor
+    advantages: Tensor
+    distribution: Distribution | None = None
 
-    def per_sample_outputs(self, batch: ActorBatch) -> tuple[Tensor, None]:  # noqa: ARG002
-        return self.log_probs, None
+    def __len__(self) -> int:
+        return int(self.advantages.shape[0])
 
-
-class _SMFromLogProbs(_GivenLogProbs, ShermanMorrisonUpdate):
-    pass
-
-
-class _WoodburyFromLogProbs(_GivenLogProbs, WoodburyUpdate):
-    pass
+    def slice(self, start: int, stop: int) -> "LogProbBatch":
+        raise ValueError("the caller's log-probabilities are evaluated once at θ and cannot be split into "
+                         "sequential mini-batches")
 
 
-class _CGFromLogProbs(_GivenLogProbs, NaturalCGUpdate):
-    def policy_gradient(self, batch: ActorBatch) -> tuple[Tensor, float]:
-        # The caller's log-probs and distribution share one graph: keep it for the Fisher-vector products.
-        j, logp = self.objective(batch)
-        grads = torch.autograd.grad(j, self.params, retain_graph=True)
-        return torch.cat([gr.reshape(-1) for gr in grads]), -float((logp.detach() * batch.advantages).mean())
+def given_outputs(batch: LogProbBatch) -> PolicyOutputs:
+    """``evaluate`` for :class:`~natpg.scores.AutogradScores`: the caller's log-probabilities and distribution."""
+    return PolicyOutputs(batch.log_probs, batch.distribution)
 
 
 class _NaturalGradientOptimizer(torch.optim.Optimizer):
-    """Shared plumbing: one parameter group, hyper-parameters read from it at every step."""
+    """Shared plumbing: one parameter group, hyper-parameters read from it at every step, one rule."""
 
     _hyper: tuple[str, ...] = ("lr",)
+    _retain_graph = False
 
-    def __init__(self, params, defaults: dict) -> None:
+    def __init__(self, params: Any, defaults: dict) -> None:
         for name, value in defaults.items():
             if name in ("lr", "damping") and not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"{name}={value!r} must be a number > 0")
@@ -95,13 +81,13 @@ class _NaturalGradientOptimizer(torch.optim.Optimizer):
         if len(self.param_groups) != 1:
             raise ValueError(f"{type(self).__name__} takes one parameter group (the policy's parameters), "
                              f"got {len(self.param_groups)}: the natural gradient couples all of them")
-        self._actor = _Parameters(self.param_groups[0]["params"])
-        self._update = self._make_update(self._actor, self.param_groups[0])
+        scores = AutogradScores(list(self.param_groups[0]["params"]), given_outputs, retain_graph=self._retain_graph)
+        self._rule = self._make_rule(scores, self.param_groups[0])
 
-    def _make_update(self, actor: _Parameters, group: dict) -> ActorUpdate:
+    def _make_rule(self, scores: AutogradScores, group: dict) -> ScoreRule:
         raise NotImplementedError
 
-    def _run(self, log_probs: Tensor, advantages: Tensor) -> UpdateInfo:
+    def _run(self, log_probs: Tensor, advantages: Tensor, dist: Distribution | None = None) -> UpdateInfo:
         if not isinstance(log_probs, Tensor) or log_probs.dim() != 1 or not log_probs.requires_grad:
             raise ValueError("log_probs must be a 1-D tensor of per-sample log π(a_i|s_i) that requires grad "
                              f"(got {type(log_probs).__name__} of shape {tuple(getattr(log_probs, 'shape', ()))})")
@@ -110,13 +96,8 @@ class _NaturalGradientOptimizer(torch.optim.Optimizer):
             raise ValueError(f"advantages has {advantages.numel()} entries, log_probs {log_probs.numel()}")
         group = self.param_groups[0]
         for name in self._hyper:  # follow LR schedulers and load_state_dict
-            setattr(self._update, name, float(group[name]))
-        self._update.log_probs = log_probs
-        try:
-            return self._update.step(ActorBatch(log_probs.detach(), log_probs.detach(), advantages))
-        finally:
-            del self._update.log_probs
-            self._actor.dist = None
+            setattr(self._rule, name, float(group[name]))
+        return self._rule.step(LogProbBatch(log_probs, advantages, dist))
 
 
 class SMNG(_NaturalGradientOptimizer):
@@ -136,8 +117,8 @@ class SMNG(_NaturalGradientOptimizer):
     def __init__(self, params, lr: float = 5e-3, damping: float = 0.1) -> None:
         super().__init__(params, {"lr": lr, "damping": damping})
 
-    def _make_update(self, actor, group):
-        return _SMFromLogProbs(actor, group["lr"], group["damping"])
+    def _make_rule(self, scores: AutogradScores, group: dict) -> ScoreRule:
+        return ShermanMorrisonUpdate(scores, group["lr"], group["damping"])
 
     def step(self, log_probs: Tensor, advantages: Tensor) -> UpdateInfo:  # type: ignore[override]
         """One ascent step from per-sample ``log π(a_i|s_i)`` (with graph) and advantages ``A_i``."""
@@ -165,12 +146,13 @@ class WoodburyNG(_NaturalGradientOptimizer):
             raise ValueError(f"rank={rank!r} must be an integer >= 1")
         super().__init__(params, {"lr": lr, "damping": damping, "rank": rank})
 
-    def _make_update(self, actor, group):
-        return _WoodburyFromLogProbs(actor, group["lr"], group["damping"], group["rank"])
+    def _make_rule(self, scores: AutogradScores, group: dict) -> ScoreRule:
+        return WoodburyUpdate(scores, group["lr"], group["damping"], group["rank"])
 
     def step(self, log_probs: Tensor, advantages: Tensor) -> UpdateInfo:  # type: ignore[override]
         """One ascent step from per-sample ``log π(a_i|s_i)`` (with graph) and advantages ``A_i``."""
-        self._update.rank = int(self.param_groups[0]["rank"])
+        assert isinstance(self._rule, WoodburyUpdate)
+        self._rule.rank = int(self.param_groups[0]["rank"])
         return self._run(log_probs, advantages)
 
 
@@ -200,17 +182,19 @@ class NaturalCG(_NaturalGradientOptimizer):
             raise ValueError(f"max_kl={max_kl!r} must be > 0 or None")
         super().__init__(params, {"lr": lr, "damping": damping, "cg_iters": cg_iters, "max_kl": max_kl})
 
-    def _make_update(self, actor, group):
-        return _CGFromLogProbs(actor, group["lr"], group["damping"], group["cg_iters"], group["max_kl"])
+    _retain_graph = True  # the Fisher-vector products reuse the graph of the caller's distribution
+
+    def _make_rule(self, scores: AutogradScores, group: dict) -> ScoreRule:
+        return NaturalCGUpdate(scores, group["lr"], group["damping"], group["cg_iters"], group["max_kl"])
 
     def step(self, log_probs: Tensor, advantages: Tensor, dist: Distribution) -> UpdateInfo:  # type: ignore[override]
         """One ascent step; ``dist`` is the distribution with ``log_probs = dist.log_prob(actions)``."""
         group = self.param_groups[0]
-        self._update.cg_damping = float(group["damping"])
-        self._update.cg_iters = int(group["cg_iters"])
-        self._update.max_kl = group["max_kl"]
-        self._actor.dist = dist
-        return self._run(log_probs, advantages)
+        assert isinstance(self._rule, NaturalCGUpdate)
+        self._rule.cg_damping = float(group["damping"])
+        self._rule.cg_iters = int(group["cg_iters"])
+        self._rule.max_kl = group["max_kl"]
+        return self._run(log_probs, advantages, dist)
 
 
-__all__ = ["SMNG", "WoodburyNG", "NaturalCG"]
+__all__ = ["SMNG", "WoodburyNG", "NaturalCG", "LogProbBatch"]

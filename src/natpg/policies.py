@@ -1,4 +1,4 @@
-"""Actor and critic networks and their action distributions.
+"""Actor and critic networks, their action distributions, and the actor's NumPy forward pass.
 
 Actor and critic are separate MLPs (docs/method.md §3; 64-64 tanh by default). The actor
 maps observations to a :class:`torch.distributions.Distribution` whose
@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
+
+from natpg.flat import FlatParams
 
 
 _TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
@@ -88,8 +90,7 @@ class Actor(nn.Module):
         """The distribution given the body's output ``out``: logits, or the Gaussian mean.
 
         ``log_std`` defaults to the learned ``log σ``; a per-sample ``(B, act_dim)``
-        copy of it may be passed instead (the batched-score fast path does, to read
-        per-sample gradients with respect to ``log σ``).
+        copy of it may be passed instead (to read per-sample derivatives with respect to ``log σ``).
         """
         # No argument validation: a step that drives σ to 0 (log σ → −∞ in float32) must give
         # non-finite log-probabilities, which the update guards skip and restore, not a ValueError.
@@ -102,41 +103,10 @@ class Actor(nn.Module):
         """Per-sample ``log π_θ(a_i|s_i)``, shape ``(B,)``."""
         return self.distribution(obs).log_prob(actions)
 
-    @torch.no_grad()
-    def head_signals(self, out: Tensor, actions: Tensor) -> tuple[Tensor, Tensor, Tensor | None]:
-        r"""Per-sample log-probabilities and their derivatives at the head, in closed form.
-
-        For the body output ``o_i`` (logits or Gaussian mean) of ``B`` samples:
-
-        * Gaussian, ``σ = exp(log σ)``: ``log π_i = −½ Σ_k (a_ik − μ_ik)²/σ_k² − Σ_k log σ_k − (K/2) log 2π``,
-          ``∂ log π_i/∂μ_i = (a_i − μ_i)/σ²`` and ``∂ log π_i/∂ log σ = (a_i − μ_i)²/σ² − 1``;
-        * categorical: ``log π_i = log softmax(o_i)[a_i]`` and ``∂ log π_i/∂o_i = onehot(a_i) − softmax(o_i)``.
-
-        These are what autograd back-propagates from ``log π`` to the head (the tests
-        check them against it); the batched-score fast path starts its hand-written
-        backward pass here, without building an autograd graph or Distribution objects.
-
-        Returns:
-            ``(log_probs (B,), ∂log π/∂o (B, out_dim), ∂log π/∂log σ (B, K) or None)``.
-        """
-        if self.discrete:
-            log_softmax = torch.log_softmax(out, dim=-1)
-            idx = actions.long().unsqueeze(-1)
-            logp = log_softmax.gather(-1, idx).squeeze(-1)
-            delta = log_softmax.exp_().neg_()
-            delta.scatter_add_(-1, idx, torch.ones_like(idx, dtype=delta.dtype))
-            return logp, delta, None
-        log_std = self.log_std.detach()
-        diff = actions - out
-        delta = diff * torch.exp(-2.0 * log_std)          # (a − μ)/σ²
-        z2 = diff.mul_(delta)                              # (a − μ)²/σ², in diff's storage
-        logp = z2.sum(-1).mul_(-0.5).sub_(log_std.sum() + 0.5 * out.shape[-1] * math.log(2.0 * math.pi))
-        return logp, delta, z2.sub_(1.0)
-
     def linear_layers(self) -> list[nn.Linear] | None:
         """The body's ``nn.Linear`` layers in order if the body is a plain Linear/Tanh stack, else ``None``.
 
-        Fast paths (acting, batched and single-sample scores) walk these layers
+        The fast paths (acting here, :class:`natpg.scores.MLPScores`) walk these layers
         directly instead of through module calls; any other body takes the generic path.
         """
         layers = list(self.body)
@@ -170,18 +140,19 @@ class Actor(nn.Module):
                 return self.distribution(torch.from_numpy(obs)).sample().numpy()
         return fast.sample(obs)
 
-    def numpy_policy(self, dtype, theta: np.ndarray | None = None) -> "NumpyPolicy | None":
+    def numpy_policy(self, dtype, theta: np.ndarray | None = None,
+                     layout: FlatParams | None = None) -> "NumpyPolicy | None":
         """The actor as NumPy views of its current parameters, or ``None`` if it has no fast path.
 
         Valid while the parameters' storage stays the same: in-place updates of θ
-        (every update rule) are seen at once; ``to()``, ``.data =`` or
-        ``load_state_dict(assign=True)`` need a new one. Callers take one per loop
-        (a rollout, one update), so the per-step cost is the arithmetic alone.
+        (every update rule, :class:`natpg.flat.FlatParams`) are seen at once; ``to()``,
+        ``.data =`` or ``load_state_dict(assign=True)`` need a new one. Callers take one per
+        loop (a rollout, one update), so the per-step cost is the arithmetic alone.
 
-        With ``theta`` (a flat ``(d,)`` array in :meth:`parameters` order and ``dtype``),
-        the policy reads its weights from views of ``theta`` instead: a caller that moves
-        θ many times (SMAC's B = 1 loop) then updates one array in one operation and
-        copies it into the parameters once.
+        With ``theta`` (a flat ``(d,)`` array in ``dtype``, laid out as ``layout`` says;
+        default: :meth:`parameters` order), the policy reads its weights from views of
+        ``theta`` instead: a caller that moves θ many times (SMAC's B = 1 loop) then updates
+        one array in one operation and copies it into the parameters once.
         """
         layers = self.linear_layers()
         if layers is None or any(lin.bias is None for lin in layers):
@@ -191,11 +162,13 @@ class Actor(nn.Module):
             params.append(self.log_std)
         if any(p.dtype != _TORCH_DTYPE.get(np.dtype(dtype)) or p.device.type != "cpu" for p in params):
             return None
-        if theta is not None:
-            total = sum(p.numel() for p in self.parameters())
-            if theta.shape != (total,) or theta.dtype != np.dtype(dtype):
-                raise ValueError(f"theta must be a ({total},) {np.dtype(dtype)} array, got {theta.shape} {theta.dtype}")
-        return NumpyPolicy(self, params, theta)
+        if theta is None:
+            return NumpyPolicy(self.discrete, [p.detach().numpy() for p in params])
+        layout = layout or FlatParams(self.parameters())
+        if theta.shape != (layout.numel,) or theta.dtype != np.dtype(dtype):
+            raise ValueError(f"theta must be a ({layout.numel},) {np.dtype(dtype)} array, "
+                             f"got {theta.shape} {theta.dtype}")
+        return NumpyPolicy(self.discrete, [theta[slice(*layout.span(p))].reshape(p.shape) for p in params])
 
 
 class NumpyPolicy:
@@ -203,30 +176,17 @@ class NumpyPolicy:
 
     One environment step needs one tiny forward pass, where torch's per-operation
     dispatch and the construction of Distribution objects cost several times the
-    arithmetic; the single-sample SMAC form needs one per-sample gradient per
-    sample, where autograd's per-call overhead dominates likewise. This class does
-    both in NumPy and takes only random draws from torch, so ``torch.manual_seed``
-    still governs sampling. Build it with :meth:`Actor.numpy_policy`.
+    arithmetic. This class does it in NumPy and takes only random draws from torch, so
+    ``torch.manual_seed`` still governs sampling; its :meth:`forward` also serves the
+    per-sample scores of :class:`natpg.scores.MLPScores`. Build it with :meth:`Actor.numpy_policy`.
     """
 
-    def __init__(self, actor: Actor, params: list[Tensor], theta: np.ndarray | None = None) -> None:
-        """``params``: weight, bias of each layer, then ``log σ``; read from their own storage, or from
-        their slices of the flat ``theta`` (:meth:`Actor.parameters` order) when it is given."""
-        span, start = {}, 0  # where each parameter sits in the flat θ (parameters() order)
-        for p in actor.parameters():
-            span[id(p)] = (start, start + p.numel())
-            start += p.numel()
-        if theta is None:
-            views = [p.detach().numpy() for p in params]
-        else:
-            views = [theta[slice(*span[id(p)])].reshape(p.shape) for p in params]
+    def __init__(self, discrete: bool, views: list[np.ndarray]) -> None:
+        """``views``: the weight and bias of each layer, then ``log σ`` (for a Gaussian), as NumPy arrays."""
         n_lin = len(views) // 2
-        self.discrete = actor.discrete
+        self.discrete = discrete
         self.layers = [(views[2 * i], views[2 * i + 1]) for i in range(n_lin)]
-        self.log_std = None if self.discrete else views[-1]
-        self.offsets = [span[id(params[2 * i])][:1] + span[id(params[2 * i + 1])] for i in range(n_lin)]
-        self.log_std_span = None if self.discrete else span[id(params[-1])]
-        self.n_params = start
+        self.log_std = None if discrete else views[-1]
         self._noise: dict[tuple, Tensor] = {}
 
     def sample(self, obs: np.ndarray) -> np.ndarray:
@@ -243,15 +203,33 @@ class NumpyPolicy:
         return x + np.exp(self.log_std) * self._draw(x.shape, normal=True)
 
     def _body(self, obs: np.ndarray) -> np.ndarray:
-        """The body's output (logits or Gaussian mean) for each row of ``obs``; a single row runs on vectors."""
-        single = obs.ndim == 2 and obs.shape[0] == 1
-        x = obs[0] if single else obs
+        """The body's output for each row of ``obs``; a single row runs on vectors."""
+        if obs.ndim == 2 and obs.shape[0] == 1:
+            return self.forward(obs[0])[None]
+        return self.forward(obs)
+
+    def forward(self, x: np.ndarray, inputs: list[np.ndarray] | None = None) -> np.ndarray:
+        """The body's output (logits or Gaussian mean) for one observation ``(obs_dim,)`` or rows ``(B, obs_dim)``.
+
+        ``z_l = W_l h_{l-1} + b_l``, ``h_l = tanh(z_l)`` from ``h_0 = x``; the output is ``z_L``.
+        With ``inputs``, each layer's input ``h_{l-1}`` is appended to it (for a backward pass).
+        """
         last = len(self.layers) - 1
+        if x.ndim == 1:
+            for i, (w, b) in enumerate(self.layers):
+                if inputs is not None:
+                    inputs.append(x)
+                x = w @ x + b
+                if i < last:
+                    np.tanh(x, x)
+            return x
         for i, (w, b) in enumerate(self.layers):
-            x = (w @ x if single else x @ w.T) + b
+            if inputs is not None:
+                inputs.append(x)
+            x = x @ w.T + b
             if i < last:
-                np.tanh(x, out=x)
-        return x[None] if single else x
+                np.tanh(x, x)
+        return x
 
     @staticmethod
     def _categorical(logits: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -286,59 +264,6 @@ class NumpyPolicy:
             return self._categorical(x, noise[t]) if self.discrete else x + noise[t]
 
         return act
-
-    def score(self, obs: np.ndarray, action: np.ndarray, out: np.ndarray) -> float:
-        r"""One sample's score ``ℓ = ∇_θ log π_θ(a|s)`` by a hand-derived backward pass; returns ``log π_θ(a|s)``.
-
-        For the body ``h_0 = s``, ``z_l = W_l h_{l-1} + b_l``, ``h_l = tanh(z_l)``
-        and output ``o = z_L``, with the head's signal
-
-        * Gaussian: ``δ_L = (a − μ)/σ²`` and ``∂/∂log σ = (a − μ)²/σ² − 1``;
-        * Categorical: ``δ_L = onehot(a) − softmax(o)``,
-
-        the chain rule gives ``δ_{l-1} = (W_lᵀ δ_l) ⊙ (1 − h_{l-1}²)``,
-        ``∂/∂W_l = δ_l h_{l-1}ᵀ`` and ``∂/∂b_l = δ_l``: the gradient autograd
-        computes, for one sample, without its per-call overhead.
-
-        Args:
-            obs: one observation ``(obs_dim,)`` in the parameters' dtype.
-            action: one action (an int for categorical, ``(act_dim,)`` otherwise).
-            out: ``(d,)`` buffer that receives ``ℓ`` in ``actor.parameters()`` order.
-        """
-        layers = self.layers
-        hidden = [obs]
-        x = obs
-        last = len(layers) - 1
-        for i, (w, b) in enumerate(layers):
-            x = w @ x + b
-            if i < last:
-                x = np.tanh(x)
-                hidden.append(x)
-        if self.discrete:
-            a = int(action)
-            shifted = x - x.max()
-            e = np.exp(shifted)
-            total = e.sum()
-            logp = float(shifted[a] - np.log(total))
-            delta = -e / total
-            delta[a] += 1.0
-        else:
-            log_std = self.log_std
-            inv_var = np.exp(-2.0 * log_std)
-            diff = action - x
-            z2 = diff * diff * inv_var
-            logp = float(-0.5 * z2.sum() - log_std.sum() - 0.5 * len(x) * math.log(2.0 * math.pi))
-            delta = diff * inv_var
-            lo, hi = self.log_std_span
-            out[lo:hi] = z2 - 1.0
-        for i in range(last, -1, -1):
-            w = layers[i][0]
-            start, mid, stop = self.offsets[i]
-            np.outer(delta, hidden[i], out=out[start:mid].reshape(w.shape))
-            out[mid:stop] = delta
-            if i:
-                delta = (delta @ w) * (1.0 - hidden[i] * hidden[i])
-        return logp
 
     def _draw(self, shape: tuple[int, ...], normal: bool) -> np.ndarray:
         """Standard normal (or U[0, 1)) float32 draws from torch's generator, into a reused buffer."""

@@ -7,6 +7,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor
 
+from natpg.flat import flatten
+
 
 def damped_hvp(f: Tensor, params: Sequence[Tensor], damping: float) -> Callable[[Tensor], Tensor]:
     r"""Return the matrix-free product ``v ↦ (∇²f + λI) v`` at the current ``params``.
@@ -35,12 +37,12 @@ def damped_hvp(f: Tensor, params: Sequence[Tensor], damping: float) -> Callable[
         raise ValueError(f"damping must be >= 0, got {damping!r}")
     params = list(params)
     grads = torch.autograd.grad(f, params, create_graph=True)
-    flat_grad = torch.cat([g.reshape(-1) for g in grads])
+    flat_grad = flatten(grads)
     lam = float(damping)
 
     def matvec(v: Tensor) -> Tensor:
         hv = torch.autograd.grad(flat_grad, params, grad_outputs=v, retain_graph=True)
-        out = torch.cat([h.reshape(-1) for h in hv]).detach()
+        out = flatten(hv).detach()
         return out + lam * v if lam else out
 
     return matvec

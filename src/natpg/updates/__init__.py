@@ -1,4 +1,7 @@
-"""Actor-update rules behind one interface (:class:`ActorUpdate`).
+"""The actor-update rules behind one interface (:class:`ActorUpdate`); :func:`make_update` builds one from a config.
+
+Each rule asks a score kernel (:mod:`natpg.scores`) for its rows, turns them into a
+direction and writes θ through one flat-parameter helper (:mod:`natpg.flat`).
 
 =============  ==========================================  =====================
 algo           update                                      class
@@ -16,7 +19,7 @@ from __future__ import annotations
 from natpg.config import Algo, TrainConfig
 from natpg.policies import Actor
 from natpg.updates.adam import AdamUpdate
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
+from natpg.updates.base import ActorBatch, ActorUpdate, ScoreRule, UpdateInfo
 from natpg.updates.natural_cg import NaturalCGUpdate
 from natpg.updates.schedule import MiniBatchSchedule
 from natpg.updates.sgd import SGDUpdate
@@ -55,6 +58,6 @@ def _make_rule(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
 
 
 __all__ = [
-    "ActorBatch", "ActorUpdate", "UpdateInfo", "make_update", "MiniBatchSchedule",
+    "ActorBatch", "ActorUpdate", "ScoreRule", "UpdateInfo", "make_update", "MiniBatchSchedule",
     "SGDUpdate", "AdamUpdate", "NaturalCGUpdate", "ShermanMorrisonUpdate", "WoodburyUpdate",
 ]

@@ -1,35 +1,45 @@
-"""AC-Adam: Adam (torch defaults except lr) on the policy-gradient loss."""
+"""AC-Adam: Adam (torch defaults except lr) on the policy-gradient loss, fed with ``g`` by the score kernel."""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 
 from natpg.guards import guarded_step
 from natpg.policies import Actor
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
+from natpg.scores import KernelChoice, ScoreKernel
+from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
 
 
-class AdamUpdate(ActorUpdate):
-    """One Adam step on ``-(1/N) Σ log π(a_i|s_i) A_i`` per iteration (docs/method.md §2, AC-Adam)."""
+class AdamUpdate(ScoreRule):
+    """One Adam step on ``L = -(1/N) Σ log π(a_i|s_i) A_i`` per iteration (docs/method.md §2, AC-Adam).
 
-    def __init__(self, actor: Actor, lr: float, ent_coef: float = 0.0) -> None:
-        super().__init__(actor, lr, ent_coef)
+    The kernel gives ``g = ∇J = -∇L``; each parameter's ``.grad`` is set to its slice of
+    ``-g`` and :class:`torch.optim.Adam` takes the step.
+    """
+
+    default_scores: ClassVar[KernelChoice] = "autograd"
+    label = "ac-adam"
+
+    def __init__(self, policy: Actor | ScoreKernel, lr: float, ent_coef: float = 0.0,
+                 scores: KernelChoice | None = None) -> None:
+        super().__init__(policy, lr, ent_coef, scores)
         self.optimizer = torch.optim.Adam(self.params, lr=self.lr)
 
-    def step(self, batch: ActorBatch) -> UpdateInfo:
+    def step(self, batch: Any) -> UpdateInfo:
         """One Adam step through :func:`natpg.guards.guarded_step`: the actor's parameters and
         Adam's moments never hold a non-finite value (such a step is skipped and reported)."""
-        j, logp = self.objective(batch)
-        loss = -float((logp.detach() * batch.advantages).mean())
-        self.optimizer.zero_grad(set_to_none=True)
-        (-j).backward()
-        before = flatten([p.detach() for p in self.params]).clone()
+        g, logp = self.scores.gradient(batch, self.ent_coef)
+        loss = policy_loss(logp, batch.advantages)
+        for p, grad in zip(self.params, self.flat.views(g.neg())):
+            p.grad = grad
+        before = self.flat.get()
         reason = guarded_step(self.optimizer)
         if reason:
             self.optimizer.zero_grad(set_to_none=True)
             return UpdateInfo(actor_loss=loss, update_norm=0.0, skipped=1, skip_reason=reason)
-        after = flatten([p.detach() for p in self.params])
-        return UpdateInfo(actor_loss=loss, update_norm=float((after - before).norm()))
+        return UpdateInfo(actor_loss=loss, update_norm=float((self.flat.get() - before).norm()))
 
     def state_dict(self) -> dict:
         return {"optimizer": self.optimizer.state_dict()}

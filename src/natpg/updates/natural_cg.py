@@ -1,34 +1,47 @@
-"""AC-CG: natural gradient by conjugate gradient on Fisher-vector products (true Fisher)."""
+"""AC-CG: natural gradient by conjugate gradient on Fisher-vector products of the true Fisher (TRPO's KL Hessian)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any, ClassVar
 
 import torch
-from torch.distributions import Categorical, Independent, Normal, kl_divergence
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
 
 from natpg.curvature import conjugate_gradient, damped_hvp
 from natpg.policies import Actor
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
+from natpg.scores import AutogradScores, KernelChoice, ScoreKernel
+from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
 
 
-class NaturalCGUpdate(ActorUpdate):
+class NaturalCGUpdate(ScoreRule):
     r"""``x ≈ (F + λ_cg I)⁻¹ g`` by ``cg_iters`` CG iterations, then ``θ ← θ + η x`` (docs/method.md §2).
 
     ``F`` is the Fisher of the policy distribution at θ: the Hessian of the mean
-    ``KL(π_old ‖ π_θ)`` at ``θ = θ_old`` (as in TRPO), applied matrix-free.
+    ``KL(π_old ‖ π_θ)`` at ``θ = θ_old`` (as in TRPO), applied matrix-free. ``g`` comes from
+    the (autograd) score kernel, which also gives the distribution the KL is built from.
 
     Options (off by default):
-      * ``max_kl``: replace η by the TRPO scale ``√(2 δ / xᵀ(F+λI)x)``.
+      * ``max_kl``: replace η by the TRPO scale ``√(2 δ / xᵀ(F+λI)x)``, so that the
+        second-order model of the KL, ``½ stepᵀ F step``, equals ``δ``.
       * ``line_search``: halve the step up to ``backtrack_iters`` times until the
-        importance-weighted surrogate improves (and the KL is within ``max_kl`` if
-        set); if no step is accepted the old parameters are restored.
+        importance-weighted surrogate ``mean(π_θ/π_old · A)`` strictly improves and, if
+        ``max_kl`` is set, the measured mean KL is at most ``1.5 · max_kl`` (a tolerance over
+        the quadratic model, as in TRPO implementations); if no step is accepted the old
+        parameters are restored. The line search re-evaluates the policy at each candidate,
+        so the kernel must evaluate it (a kernel over given log-probabilities cannot).
     """
 
-    def __init__(self, actor: Actor, lr: float, cg_damping: float = 0.1, cg_iters: int = 10,
+    default_scores: ClassVar[KernelChoice] = "autograd"
+    label = "ac-cg"
+
+    def __init__(self, policy: Actor | ScoreKernel, lr: float, cg_damping: float = 0.1, cg_iters: int = 10,
                  max_kl: float | None = None, line_search: bool = False, backtrack_iters: int = 10,
-                 ent_coef: float = 0.0) -> None:
-        super().__init__(actor, lr, ent_coef)
+                 ent_coef: float = 0.0, scores: KernelChoice | None = None) -> None:
+        super().__init__(policy, lr, ent_coef, scores)
+        if not isinstance(self.scores, AutogradScores):
+            raise ValueError("ac-cg needs the autograd score kernel (its Fisher-vector products are double backward)")
+        self.kernel: AutogradScores = self.scores
         if not cg_damping > 0:
             raise ValueError(f"cg_damping must be > 0, got {cg_damping!r}")
         self.cg_damping = float(cg_damping)
@@ -37,11 +50,12 @@ class NaturalCGUpdate(ActorUpdate):
         self.line_search = line_search
         self.backtrack_iters = int(backtrack_iters)
 
-    def step(self, batch: ActorBatch) -> UpdateInfo:
-        g, loss = self.policy_gradient(batch)
+    def step(self, batch: Any) -> UpdateInfo:
+        g, logp = self.kernel.gradient(batch, self.ent_coef)
+        loss = policy_loss(logp, batch.advantages)
         if not bool(torch.isfinite(g).all()):
             return UpdateInfo(loss, 0.0, 1, "non-finite gradient")
-        dist = self.actor.distribution(batch.obs)
+        dist = self.kernel.distribution(batch)
         old = _detached(dist)
         kl = kl_divergence(old, dist).mean()
         matvec = damped_hvp(kl, self.params, self.cg_damping)
@@ -64,17 +78,18 @@ class NaturalCGUpdate(ActorUpdate):
             return UpdateInfo(loss, norm, int(bool(reason)), reason, extras)
         return self._line_search(batch, old, step, loss, extras)
 
-    def _line_search(self, batch: ActorBatch, old, step: torch.Tensor, loss: float, extras: dict) -> UpdateInfo:
+    def _line_search(self, batch: Any, old: Distribution, step: torch.Tensor, loss: float,
+                     extras: dict[str, float]) -> UpdateInfo:
         if not bool(torch.isfinite(step).all()):
             return UpdateInfo(loss, 0.0, 1, "non-finite step", extras)
         with torch.no_grad():
-            theta_old = flatten([p.detach() for p in self.params]).clone()
+            theta_old = self.flat.get().clone()
             old_logp = old.log_prob(batch.actions)
             base = float((batch.advantages).mean())  # surrogate at θ_old: mean(ratio·A) with ratio = 1
             frac = 1.0
             for i in range(self.backtrack_iters):
-                self._set(theta_old + frac * step)
-                dist = self.actor.distribution(batch.obs)  # σ underflowed to 0: non-finite surrogate, rejected
+                self.flat.set_(theta_old + frac * step)
+                dist = self.kernel.distribution(batch)  # σ underflowed to 0: non-finite surrogate, rejected
                 ratio = (dist.log_prob(batch.actions) - old_logp).exp()
                 surr = float((ratio * batch.advantages).mean())
                 kl = float(kl_divergence(old, dist).mean())
@@ -83,20 +98,12 @@ class NaturalCGUpdate(ActorUpdate):
                     extras.update({"line_search_steps": float(i + 1), "line_search_failed": 0.0})
                     return UpdateInfo(loss, float(frac * step.norm()), 0, "", extras)
                 frac *= 0.5
-            self._set(theta_old)
+            self.flat.set_(theta_old)
         extras.update({"line_search_steps": float(self.backtrack_iters), "line_search_failed": 1.0})
         return UpdateInfo(loss, 0.0, 1, "line search found no improving step; parameters restored", extras)
 
-    @torch.no_grad()
-    def _set(self, flat: torch.Tensor) -> None:
-        offset = 0
-        for p in self.params:
-            n = p.numel()
-            p.copy_(flat[offset:offset + n].view_as(p))
-            offset += n
 
-
-def _detached(dist):
+def _detached(dist: Distribution) -> Distribution:
     """A copy of ``dist`` whose parameters carry no graph (the 'old' policy)."""
     if isinstance(dist, Categorical):
         return Categorical(logits=dist.logits.detach())

@@ -1,12 +1,13 @@
-"""How often a rule moves the actor per iteration: E passes over the batch in mini-batches of M samples."""
+"""The mini-batch schedule: how often a rule moves θ per iteration (E passes over the batch, mini-batches of M)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
-import torch
+import torch  # noqa: F401 - the example uses it
 
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
+from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo  # noqa: F401 - ActorBatch: the example
 
 
 class MiniBatchSchedule(ActorUpdate):
@@ -39,19 +40,18 @@ class MiniBatchSchedule(ActorUpdate):
             raise ValueError(f"batch_size must be >= 1 or None, got {batch_size!r}")
         if epochs < 1:
             raise ValueError(f"epochs must be >= 1, got {epochs!r}")
-        super().__init__(rule.actor, rule.lr, rule.ent_coef)
-        self.params = rule.params
         self.rule = rule
+        self.flat = rule.flat
+        self.lr = rule.lr
         self.batch_size = batch_size
         self.epochs = int(epochs)
 
-    def step(self, batch: ActorBatch) -> UpdateInfo:
+    def step(self, batch: Any) -> UpdateInfo:
         n = len(batch)
         m = n if self.batch_size is None else self.batch_size
         if n % m:
             raise ValueError(f"batch_size M={m} must divide the batch length N={n}")
-        with torch.no_grad():
-            before = flatten([p.detach() for p in self.params]).clone()
+        before = self.flat.get()
         losses: list[float] = []
         skipped, reason, substeps = 0, "", 0
         extras: dict[str, float] = {}
@@ -63,12 +63,14 @@ class MiniBatchSchedule(ActorUpdate):
                 if info.skipped:
                     skipped, reason = skipped + info.skipped, info.skip_reason
                 extras.update(info.extras)
-        with torch.no_grad():
-            moved = flatten([p.detach() for p in self.params]) - before
-        norm = float(moved.norm())
+        norm = float((self.flat.get() - before).norm())
         extras["n_substeps"] = float(substeps)
         loss = sum(losses) / len(losses) if all(math.isfinite(v) for v in losses) else math.nan
         return UpdateInfo(actor_loss=loss, update_norm=norm, skipped=skipped, skip_reason=reason, extras=extras)
+
+    @property
+    def score_kernel(self) -> str:
+        return self.rule.score_kernel
 
     def state_dict(self) -> dict:
         return self.rule.state_dict()

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
+from typing import Any, ClassVar
+
+from natpg.scores import KernelChoice
+from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
 
 
-class SGDUpdate(ActorUpdate):
+class SGDUpdate(ScoreRule):
     """``θ ← θ + η g`` with ``g = (1/N) Σ ℓ_i A_i`` (docs/method.md §2, AC-SGD)."""
 
-    def step(self, batch: ActorBatch) -> UpdateInfo:
-        g, loss = self.policy_gradient(batch)
+    default_scores: ClassVar[KernelChoice] = "autograd"
+    label = "ac-sgd"
+
+    def step(self, batch: Any) -> UpdateInfo:
+        g, logp = self.scores.gradient(batch, self.ent_coef)
+        loss = policy_loss(logp, batch.advantages)
         norm, reason = self.apply(self.lr * g)
         return UpdateInfo(actor_loss=loss, update_norm=norm, skipped=int(bool(reason)), skip_reason=reason)

@@ -1,18 +1,20 @@
-"""SMAC: rank-1 damped empirical Fisher, solved in closed form (Sherman–Morrison)."""
+"""SMAC: rank-1 damped empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``, solved in closed form (Sherman–Morrison), per mini-batch of B."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 
 from natpg.curvature import sherman_morrison_solve
 from natpg.policies import Actor
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo, flatten
+from natpg.scores import KernelChoice, MLPScores, ScoreKernel
+from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
 
 
-class ShermanMorrisonUpdate(ActorUpdate):
+class ShermanMorrisonUpdate(ScoreRule):
     r"""SMAC's actor step (docs/method.md §2).
 
     For each mini-batch of ``B`` consecutive samples, at the current θ:
@@ -24,13 +26,16 @@ class ShermanMorrisonUpdate(ActorUpdate):
 
     ``B = N`` (the default) is the batch-mean form used for the paper's main
     results; ``B = 1`` is the paper's Algorithm 1, which reduces to
-    ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``. ``g`` and ``ℓ̄`` come from one batched
-    vector-Jacobian product of the same log-probabilities.
+    ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``. ``g`` and ``ℓ̄`` are the two rows of one
+    kernel call (weights ``1/B``). With B = 1 and the MLP kernel
+    (:attr:`single_sample_path`) the loop runs on the kernel's NumPy per-sample scores.
     """
 
-    def __init__(self, actor: Actor, lr: float, damping: float, batch_size: int | None = None,
-                 ent_coef: float = 0.0) -> None:
-        super().__init__(actor, lr, ent_coef)
+    label = "smac"
+
+    def __init__(self, policy: Actor | ScoreKernel, lr: float, damping: float, batch_size: int | None = None,
+                 ent_coef: float = 0.0, scores: KernelChoice | None = None) -> None:
+        super().__init__(policy, lr, ent_coef, scores)
         if not damping > 0:
             raise ValueError(f"damping must be > 0, got {damping!r}")
         if batch_size is not None and batch_size < 1:
@@ -38,64 +43,55 @@ class ShermanMorrisonUpdate(ActorUpdate):
         self.damping = float(damping)
         self.batch_size = batch_size
 
-    def step(self, batch: ActorBatch) -> UpdateInfo:
+    @property
+    def single_sample_path(self) -> bool:
+        """Whether B = 1 runs on NumPy per-sample scores (else on kernel rows of mini-batches of one)."""
+        return isinstance(self.scores, MLPScores) and not self.scores.single_sample_unsupported
+
+    def step(self, batch: Any) -> UpdateInfo:
         n = len(batch)
         b = n if self.batch_size is None else self.batch_size
         if n % b:
             raise ValueError(f"batch_size B={b} must divide the batch length N={n}")
-        if b == 1 and self.ent_coef == 0:
-            info = self._single_sample_steps(batch)
-            if info is not None:
-                return info
+        if b == 1 and self.single_sample_path:
+            return self._single_sample_steps(batch)
         dtype = batch.advantages.dtype
         total = torch.zeros(self.n_params, dtype=dtype) if b < n else None
         losses, skipped, reason = [], 0, ""
+        norm = 0.0
         for start in range(0, n, b):
-            mb = batch.slice(start, start + b)
-            weights = torch.full((1, b), 1.0 / b, dtype=dtype)
-            rows, loss = self.batched_scores(mb, weights)
+            mb = batch if b == n else batch.slice(start, start + b)
+            rows, logp = self.scores.rows(mb, torch.full((1, b), 1.0 / b, dtype=dtype), self.ent_coef)
             g, score_mean = rows[0], rows[1]
             step = sherman_morrison_solve(g, score_mean, self.damping, scale=self.lr, out=g)  # g's row is scratch
             norm, why = self.apply(step)
-            losses.append(loss)
+            losses.append(policy_loss(logp, mb.advantages))
             if why:
                 skipped, reason = skipped + 1, why
-            elif b < n:
+            elif total is not None:
                 total += step
-        if b == n:
-            update_norm = norm
-        else:
-            update_norm = float(total.norm())
+        update_norm = norm if total is None else float(total.norm())
         return UpdateInfo(actor_loss=sum(losses) / len(losses), update_norm=update_norm, skipped=skipped,
                           skip_reason=reason, extras={"n_substeps": n // b})
 
-    def _single_sample_steps(self, batch: ActorBatch) -> UpdateInfo | None:
-        r"""Algorithm 1 (B = 1) on the per-sample fast path; ``None`` if the actor has none.
+    def _single_sample_steps(self, batch: Any) -> UpdateInfo:
+        r"""Algorithm 1 (B = 1) on the MLP kernel's NumPy per-sample scores.
 
-        For ``i = 1..N`` in order, at the current θ: ``ℓ_i`` from the actor's
-        hand-derived backward pass (:meth:`natpg.policies.NumpyPolicy.score`),
-        ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i``, which for ``u = ℓ_i``
-        is the Sherman–Morrison closed form ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``
-        (docs/method.md §2; the identity ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``).
-        Nothing is batched: each step sees the θ left by the previous one. What is
-        saved is per-step overhead (autograd graph, Distribution objects, slicing,
-        small-tensor dispatch), not arithmetic: θ lives in one flat array during the
-        loop (the policy reads it through views), so a step is one multiply and one add
-        over d, and the parameters receive θ once at the end (≈ 27 µs a sample on a
-        64-64 HalfCheetah actor, d = 5,708, against 45 µs with a per-parameter update).
+        For ``i = 1..N`` in order, at the current θ: ``ℓ_i`` (:meth:`natpg.scores.MLPScores.single_sample`),
+        ``g_i = A_i ℓ_i`` and ``θ ← θ + η (λI + ℓ_i ℓ_iᵀ)⁻¹ g_i``, which for ``u = ℓ_i`` is the
+        Sherman–Morrison closed form ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)`` (the identity
+        ``(g − u uᵀg/(λ+uᵀu))/λ = A ℓ/(λ+ℓᵀℓ)`` for ``g = A ℓ``). Nothing is batched: each
+        step sees the θ left by the previous one. θ lives in one flat array during the loop
+        (the kernel reads it through views), so a step is one multiply and one add over d,
+        and the parameters receive θ once at the end.
         """
-        if [id(p) for p in self.params] != [id(p) for p in self.actor.parameters()]:
-            return None
+        assert isinstance(self.scores, MLPScores)
+        theta = self.flat.get().numpy()
         obs, actions, adv = batch.obs.numpy(), batch.actions.numpy(), batch.advantages.numpy()
-        numpy_policy = getattr(self.actor, "numpy_policy", None)
-        if numpy_policy is None or obs.dtype != adv.dtype:
-            return None
-        # θ as one flat array that the NumPy policy reads through views: a step is one multiply and one
-        # add over d, and the parameters get θ back once at the end.
-        theta = flatten([p.detach() for p in self.params]).numpy()
-        policy = numpy_policy(obs.dtype, theta=theta)
-        if policy is None:
-            return None
+        if obs.dtype != theta.dtype or adv.dtype != theta.dtype:
+            raise ValueError(f"observations ({obs.dtype}) and advantages ({adv.dtype}) must have the "
+                             f"parameters' dtype ({theta.dtype})")
+        score = self.scores.single_sample(theta)
         start = theta.copy()
         ell = np.empty_like(theta)
         step = np.empty_like(theta)
@@ -104,7 +100,7 @@ class ShermanMorrisonUpdate(ActorUpdate):
         # A non-finite sample is skipped and counted below; NumPy need not warn about it as well.
         with np.errstate(invalid="ignore", over="ignore"):
             for i in range(len(batch)):
-                logp = policy.score(obs[i], actions[i], ell)
+                logp = score(obs[i], actions[i], ell)
                 a_i = float(adv[i])
                 # (λI + ℓℓᵀ)⁻¹ (A ℓ) = A ℓ / (λ + ℓᵀℓ): Sherman–Morrison with u = ℓ, g = A ℓ, in closed form.
                 sq = float(ell @ ell)
@@ -117,11 +113,7 @@ class ShermanMorrisonUpdate(ActorUpdate):
                     continue
                 np.multiply(ell, c, out=step)
                 theta += step
-        with torch.no_grad():
-            offset = 0
-            for p in self.params:
-                p.copy_(torch.from_numpy(theta[offset:offset + p.numel()]).view_as(p))
-                offset += p.numel()
+        self.flat.set_(torch.from_numpy(theta))
         np.subtract(theta, start, out=step)
         return UpdateInfo(actor_loss=loss_sum / len(batch), update_norm=float(np.linalg.norm(step)),
                           skipped=skipped, skip_reason=reason, extras={"n_substeps": len(batch)})

@@ -1,27 +1,33 @@
-"""Rank-k damped empirical Fisher, solved with the Woodbury identity (ours, docs/method.md §2)."""
+"""Woodbury: rank-k damped empirical Fisher from group-mean scores, solved with the Woodbury identity (ours)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
 from natpg.curvature import woodbury_solve
 from natpg.policies import Actor
-from natpg.updates.base import ActorBatch, ActorUpdate, UpdateInfo
+from natpg.scores import KernelChoice, ScoreKernel
+from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
 
 
-class WoodburyUpdate(ActorUpdate):
-    r"""Rank-k generalisation of SMAC.
+class WoodburyUpdate(ScoreRule):
+    r"""Rank-k generalisation of SMAC (docs/method.md §2).
 
     Split the N samples into ``k`` contiguous groups ``G_j``; the columns of ``U``
     are the group mean scores scaled by ``1/√k``: ``u_j = (1/√k)(1/|G_j|) Σ_{i∈G_j} ℓ_i``.
     Then ``F̂ = λI + UUᵀ`` and ``θ ← θ + η F̂⁻¹ g``. ``k = 1`` is SMAC exactly;
     ``k = N`` gives ``F̂ = λI + (1/N) Σ ℓ_i ℓ_iᵀ``, the exact damped empirical Fisher.
+    ``g`` and ``U`` are the rows of one kernel call with weights :meth:`group_weights`.
     """
 
-    def __init__(self, actor: Actor, lr: float, damping: float, rank: int, ent_coef: float = 0.0) -> None:
-        super().__init__(actor, lr, ent_coef)
+    label = "woodbury"
+
+    def __init__(self, policy: Actor | ScoreKernel, lr: float, damping: float, rank: int, ent_coef: float = 0.0,
+                 scores: KernelChoice | None = None) -> None:
+        super().__init__(policy, lr, ent_coef, scores)
         if not damping > 0:
             raise ValueError(f"damping must be > 0, got {damping!r}")
         if rank < 1:
@@ -39,8 +45,9 @@ class WoodburyUpdate(ActorUpdate):
             w[j, idx] = 1.0 / (len(idx) * math.sqrt(k))
         return w
 
-    def step(self, batch: ActorBatch) -> UpdateInfo:
-        rows, loss = self.batched_scores(batch, self.group_weights(len(batch), batch.advantages.dtype))
+    def step(self, batch: Any) -> UpdateInfo:
+        rows, logp = self.scores.rows(batch, self.group_weights(len(batch), batch.advantages.dtype), self.ent_coef)
+        loss = policy_loss(logp, batch.advantages)
         g, U = rows[0], rows[1:].T
         step = self.lr * woodbury_solve(g, U, self.damping)
         norm, reason = self.apply(step)
