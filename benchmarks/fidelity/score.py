@@ -5,7 +5,8 @@ Usage:
 
 STUDY_ROOT holds one grid folder per reading (as written by benchmarks/fidelity/run.sh). Writes
 OUT_DIR/cells.csv (reading × task × algorithm), OUT_DIR/scores.csv (one row per reading, best first),
-OUT_DIR/screening.md and OUT_DIR/scores.png.
+OUT_DIR/screening.md and OUT_DIR/scores.png, and OUT_DIR/runs.csv (one row per run: final score and steps to the threshold),
+which a later call merges with the run folders it finds, so runs finished on another machine still count.
 
 The score was fixed before any run was looked at (lower is better, 0 = perfect agreement):
 
@@ -87,16 +88,40 @@ def pair_disagreement(ours: dict[str, float], paper_order: list[str]) -> float:
     return bad / len(pairs)
 
 
+RUN_COLUMNS = ["reading", "env_id", "label", "algo", "seed", "status", "final_score", "steps_to_threshold"]
+
+
+def per_run_table(root: Path, previous: Path, thresholds: dict[str, float]) -> pd.DataFrame:
+    """One row per run: the run folders under ``root`` (one grid folder per reading), plus the rows of an
+    earlier ``runs.csv`` for runs whose folders are not on this machine (so a study resumed elsewhere keeps
+    the seeds it finished before). A folder on disk wins over an old row of the same run."""
+    frames = []
+    if root.is_dir():
+        for reading_dir in sorted(p for p in root.iterdir() if p.is_dir()):
+            data = collect(find_runs(reading_dir), thresholds=thresholds, bootstrap_reps=10)
+            runs = data.runs.copy()
+            runs["reading"] = reading_dir.name
+            runs["algo"] = runs["label"].map(algo_of)
+            frames.append(runs[RUN_COLUMNS])
+    table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=RUN_COLUMNS)
+    if previous.is_file():
+        old = pd.read_csv(previous)
+        key = ["reading", "env_id", "label", "seed"]
+        on_disk = set(map(tuple, table[key].itertuples(index=False, name=None)))
+        keep = old[[tuple(r) not in on_disk for r in old[key].itertuples(index=False, name=None)]]
+        table = pd.concat([table, keep[RUN_COLUMNS]], ignore_index=True)
+    return table.sort_values(["reading", "env_id", "label", "seed"], ignore_index=True)
+
+
 def main(root: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     randoms = {env: random_return(env) for env in PAPER}
     ranges = {env: abs(max(m for m, _ in PAPER[env].values()) - randoms[env]) for env in PAPER}
     thresholds = {env: thr for env, (thr, _) in ORDER.items()}
+    per_run = per_run_table(root, out / "runs.csv", thresholds)
+    per_run.to_csv(out / "runs.csv", index=False)
     cells, scores = [], []
-    for reading_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        data = collect(find_runs(reading_dir), thresholds=thresholds, bootstrap_reps=10)
-        all_runs = data.runs.copy()
-        all_runs["algo"] = all_runs["label"].map(algo_of)
+    for reading, all_runs in per_run.groupby("reading", sort=True):
         failed = all_runs[all_runs["status"] == "failed"]
         runs = all_runs[all_runs["status"] == "finished"]
         if runs.empty and failed.empty:
@@ -118,7 +143,7 @@ def main(root: Path, out: Path) -> None:
                 n_runs = len(sel) + n_failed
                 passing[algo] = float(np.nanmean(steps)) if reached == n_runs else math.nan
                 dists.append(d)
-                cells.append({"reading": reading_dir.name, "env_id": env, "algo": algo, "n": n_runs,
+                cells.append({"reading": reading, "env_id": env, "algo": algo, "n": n_runs,
                               "failed": n_failed,
                               "final_mean": f, "final_std": float(sel.final_score.std(ddof=0)) if len(sel) else math.nan,
                               "paper_mean": p_mean, "paper_std": p_std, "distance": d,
@@ -128,7 +153,7 @@ def main(root: Path, out: Path) -> None:
                 orders.append(pair_disagreement(passing, ORDER[env][1]))
         d_mean = float(np.mean(dists)) if dists else math.nan
         o_mean = float(np.mean(orders)) if orders else math.nan
-        scores.append({"reading": reading_dir.name, "cells": len(dists), "runs": len(runs) + len(failed),
+        scores.append({"reading": reading, "cells": len(dists), "runs": len(runs) + len(failed),
                        "failed": len(failed), "D": d_mean,
                        "O": o_mean, "score": d_mean + o_mean / 2})
     cells_df, scores_df = pd.DataFrame(cells), pd.DataFrame(scores).sort_values("score")
