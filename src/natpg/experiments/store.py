@@ -168,7 +168,7 @@ def read_run(run_dir: Path) -> RunRecord:
 
 
 def find_runs(root: Path) -> list[RunRecord]:
-    """Every run folder (a folder with ``config.json`` or ``error.json``) under ``root``, sorted by env, label, seed.
+    """Every run folder (a folder with ``config.json`` or ``error.json``) under ``root``, sorted by env, label, seed, path.
 
     Raises:
         ConfigError: ``root`` is not a folder, or holds no run folder.
@@ -180,7 +180,7 @@ def find_runs(root: Path) -> list[RunRecord]:
     runs = [read_run(p) for p in folders]
     if not runs:
         raise ConfigError(f"no natpg run folder (a folder with {CONFIG_FILE}) under {str(root)!r}")
-    return sorted(runs, key=lambda r: (r.env_id, r.label, r.seed))
+    return sorted(runs, key=lambda r: (r.env_id, r.label, r.seed, str(r.path)))
 
 
 def check_unique(runs: list[RunRecord]) -> None:
