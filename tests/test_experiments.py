@@ -136,7 +136,7 @@ def test_bad_backend_and_workers(tmp_path):
 
 
 def _final_score_by_hand(episodes_csv: Path, total_steps: int, n_bins: int = 100, alpha: float = 0.1) -> float:
-    """SPEC §4's final score with plain Python: bins of episode ends, then the EWM recursion."""
+    """The protocol's final score (docs/method.md §4) with plain Python: bins of episode ends, then the EWM recursion."""
     width = total_steps / n_bins
     sums, counts = [0.0] * n_bins, [0] * n_bins
     with open(episodes_csv, newline="") as fh:

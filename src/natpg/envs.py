@@ -147,12 +147,9 @@ class SameStepSyncVectorEnv(gym.vector.VectorEnv):
     What it leaves out: the info dicts of ``step``. Gymnasium merges every key of
     every copy's info (Hopper: 6 keys) into batched arrays with masks on every
     step, adds ``final_info`` at episode ends, and deep-copies the batch; natpg
-    reads only ``final_obs``. Per step with n_envs = 1 and random actions, over
-    calling the ``gym.make`` env itself (best of 7 runs of 20,000 steps, 2-core
-    shared machine): Hopper-v5 +1.2 µs here against +29 µs for ``SyncVectorEnv``
-    (124 µs bare), HalfCheetah-v5 +1.8 µs against +24 µs (47 µs bare). natpg's
-    training (``benchmarks/throughput.py``, 5,000 steps, medians) went from ~7,200
-    to ~10,700 steps/s on HalfCheetah-v5 and from ~4,200 to ~5,650 on Hopper-v5.
+    reads only ``final_obs``, so a step costs little more than calling the
+    ``gym.make`` env itself (figures: ``benchmarks/throughput.py``, in
+    ``benchmarks/results/``).
     ``tests/test_vector_env.py`` checks, step by step, that everything else equals
     ``SyncVectorEnv``'s.
 

@@ -242,8 +242,7 @@ class NumpyPolicy:
 
         Meant for a rollout, where θ does not move: all the noise is drawn up front in
         one torch call (``n_calls × batch`` standard normals, scaled once by ``σ``, or
-        uniforms for a categorical). Per step this leaves the arithmetic: ≈ 5 µs against 9 µs for
-        :meth:`sample` on a 64-64 Hopper actor. The draws follow the same distribution on
+        uniforms for a categorical), so each step does only the arithmetic. The draws follow the same distribution on
         torch's random stream (so ``torch.manual_seed`` governs them), in a different
         order than ``n_calls`` calls of :meth:`sample`. Calling it more than ``n_calls``
         times raises ``IndexError``.
