@@ -1,0 +1,68 @@
+"""The critic's update: Adam on ``mean (R − V)²`` towards the GAE returns, in epochs of mini-batches, every step guarded."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+
+from natpg.guards import guarded_step
+from natpg.policies import Critic
+
+
+class CriticInfo(NamedTuple):
+    """What a critic update reports."""
+
+    loss: float
+    """The last mini-batch's ``mean (R − V)²`` (before its step)."""
+    skipped: int
+    """Steps skipped (or undone) because a non-finite value would have reached the critic."""
+    skip_reason: str
+    """The last skip's reason, prefixed ``critic:`` (``""`` if none)."""
+
+
+class CriticUpdate:
+    """Adam on ``mean (R − V)²``: ``epochs`` passes over the batch, each in mini-batches of ``batch_size``
+    drawn by a fresh random permutation (one full-batch step a pass when it is ``None``).
+
+    Each step goes through :func:`natpg.guards.guarded_step`: the critic and its Adam state never
+    hold a non-finite value (a step that would write one is skipped or undone).
+
+    Args:
+        critic: the value network ``V``.
+        lr: Adam's step size.
+        epochs: passes over the batch per update.
+        batch_size: samples per mini-batch; ``None``: the whole batch (no random numbers drawn).
+    """
+
+    def __init__(self, critic: Critic, lr: float, epochs: int = 1, batch_size: int | None = None) -> None:
+        self.critic = critic
+        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
+        self.epochs = int(epochs)
+        self.batch_size = batch_size
+
+    def step(self, obs: torch.Tensor, returns: torch.Tensor) -> CriticInfo:
+        """Fit ``V(obs)`` to ``returns`` (both in the batch's order)."""
+        n = len(returns)
+        m = self.batch_size or n
+        loss_value, skipped, reason = math.nan, 0, ""
+        for _ in range(self.epochs):
+            order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
+            for start in range(0, n, m):
+                idx = order[start:start + m] if order is not None else slice(None)
+                loss = (returns[idx] - self.critic(obs[idx])).pow(2).mean()
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                loss_value = float(loss.detach())
+                why = guarded_step(self.optimizer, loss_value)
+                if why:
+                    skipped, reason = skipped + 1, f"critic: {why}"
+        return CriticInfo(loss_value, skipped, reason)
+
+    def state_dict(self) -> dict:
+        """Adam's state (the moments and step counts)."""
+        return self.optimizer.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state)
