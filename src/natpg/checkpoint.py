@@ -1,25 +1,28 @@
-"""Checkpoint files: atomic writes, loading, and cutting logs back to a checkpoint.
+"""A run's checkpoint: when it is due (:class:`Checkpointer`), the atomic file, loading it, and the pickled envs.
 
 A checkpoint is one ``torch.save`` file, ``RUN_DIR/checkpoints/latest.pt``,
 written to a temporary file in the same folder, flushed to disk, then renamed
 over the old one (``os.replace`` is atomic on POSIX), so a run killed at any
 instant leaves either the previous checkpoint or the new one, never half of one.
+What it holds is the trainer's ``state_dict()``; the environments go in as bytes
+when a pickle round trip keeps their state (:func:`pickle_envs`).
 
 On resume, every CSV of the run folder is cut back to the rows logged up to the
-checkpoint (:func:`truncate_csv`), so the resumed run appends without duplicate
-or missing rows.
+checkpoint (:func:`natpg.logger.truncate_csv`), so the resumed run appends without
+duplicate or missing rows.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import pickle
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
-from natpg.config import ConfigError
+from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
 from natpg.guards import NonFiniteState, non_finite_entries
 from natpg.runlog import write_atomic
 
@@ -156,3 +159,84 @@ def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
             return list(csv.DictReader(fh))
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise ConfigError(f"log {str(path)!r} is damaged or unreadable: {exc}") from None
+
+
+def pickle_envs(envs: Any, cfg: TrainConfig) -> bytes | None:
+    """The vector env as bytes when a pickle round trip keeps its state, else ``None``.
+
+    Only synchronous Gymnasium vectorisation of envs that are not ``EzPickle`` qualifies
+    (the classic-control tasks): ``EzPickle`` re-runs the constructor on unpickling, which
+    gives a fresh simulator (MuJoCo), and async envs live in other processes.
+    """
+    import gymnasium as gym
+
+    if cfg.vectorization is not Vectorization.SYNC or cfg.env_backend is not EnvBackend.GYMNASIUM:
+        return None
+    inner = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    copies = getattr(inner, "envs", None)
+    if not copies or any(isinstance(e.unwrapped, gym.utils.EzPickle) for e in copies):
+        return None  # EzPickle re-runs the constructor: a fresh simulator, not this one
+    try:
+        return pickle.dumps(envs)
+    except Exception:  # noqa: BLE001 - any unpicklable member means "cannot restore"
+        return None
+
+
+def unpickle_envs(data: bytes) -> Any:
+    """The vector env that :func:`pickle_envs` saved, in the state it had."""
+    return pickle.loads(data)
+
+
+class Checkpointable(Protocol):
+    """What a :class:`Checkpointer` saves: a state and the iteration it belongs to."""
+
+    iteration: int
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+
+class Checkpointer:
+    """The checkpoints of one run folder: due every ``every`` iterations, each iteration saved at most once.
+
+    ``Checkpointer(None)`` saves nothing (a run without a folder). The state is asked for
+    only when a checkpoint is written (it pickles the environments).
+
+    Args:
+        run_dir: the run folder, or ``None``.
+        every: save after every ``every``-th iteration (0: only when asked to).
+    """
+
+    def __init__(self, run_dir: str | Path | None, every: int = 0) -> None:
+        self.run_dir = Path(run_dir) if run_dir is not None else None
+        self.every = int(every)
+        self.saved_at = -1
+        """The iteration of the last checkpoint this object wrote (-1: none yet)."""
+
+    @property
+    def path(self) -> Path | None:
+        """Where the latest checkpoint lives (``None`` without a run folder)."""
+        return checkpoint_path(self.run_dir) if self.run_dir is not None else None
+
+    def save(self, run: Checkpointable) -> None:
+        """Write ``run``'s state as the latest checkpoint (atomically; see :func:`save_checkpoint`)."""
+        if self.run_dir is not None:
+            save_checkpoint(self.run_dir, run.state_dict())
+            self.saved_at = run.iteration
+
+    def save_if_due(self, run: Checkpointable) -> None:
+        """:meth:`save` when ``run.iteration`` is a multiple of ``every``."""
+        if self.every and run.iteration % self.every == 0:
+            self.save(run)
+
+    def save_if_unsaved(self, run: Checkpointable) -> None:
+        """:meth:`save` unless this iteration is saved already (the end of a run, a signal, a stop)."""
+        if self.saved_at != run.iteration:
+            self.save(run)
+
+    def load(self) -> dict[str, Any]:
+        """The latest checkpoint, with every key a resume needs (see :func:`load_checkpoint`, :func:`require_keys`)."""
+        if self.run_dir is None:
+            raise ConfigError("a run without a folder has no checkpoint")
+        state = load_checkpoint(self.run_dir)
+        require_keys(self.run_dir, state)
+        return state
