@@ -5,26 +5,26 @@ from __future__ import annotations
 import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
 
+import natpg.trainer
 from natpg import make_config
-from natpg.checkpoint import (
-    checkpoint_path,
-    load_checkpoint,
-    save_checkpoint,
-    truncate_csv,
-)
+from natpg.checkpoint import Checkpointer, checkpoint_path, load_checkpoint, pickle_envs, save_checkpoint, unpickle_envs
 from natpg.cli import app
 from natpg.config import ConfigError
+from natpg.logger import truncate_csv
 from natpg.runfolder import remove_temp_files
+from natpg.runlog import ITERATION_COLUMNS
 from natpg.trainer import Trainer, resume, train
 
 runner = CliRunner()
@@ -70,7 +70,7 @@ def test_resume_without_restorable_envs_resets_them_and_keeps_logs_whole(tmp_pat
     cfg = make_config("CartPole-v1", "smac", 0, {"total_steps": 5000, "checkpoint_every": 1})
     train(cfg.override(total_steps=2000), tmp_path / "run")
     assert load_checkpoint(tmp_path / "run")["envs"] is not None  # CartPole itself is restorable
-    monkeypatch.setattr(Trainer, "_pickled_envs", lambda self: None)  # as for MuJoCo or async envs
+    monkeypatch.setattr(natpg.trainer, "pickle_envs", lambda envs, cfg: None)  # as for MuJoCo or async envs
     assert resume(tmp_path / "run", total_steps=3000).global_step == 3000
     assert load_checkpoint(tmp_path / "run")["envs"] is None
     result = resume(tmp_path / "run", total_steps=5000)  # resets the envs instead of restoring them
@@ -82,10 +82,81 @@ def test_resume_without_restorable_envs_resets_them_and_keeps_logs_whole(tmp_pat
     assert len(result.episodes) == len(steps)
 
 
+def test_an_old_run_folder_resumes_and_gains_the_extras_as_new_columns(tmp_path):
+    """A folder whose iterations.csv has only the known columns (natpg before extras were logged) resumes: the
+    rule's extras become new last columns, empty in the old rows, with no row lost or repeated."""
+    cfg = make_config("CartPole-v1", "smac", 0, {"total_steps": 6000, "checkpoint_every": 1})
+    train(cfg, tmp_path / "whole")
+    train(cfg.override(total_steps=3000), tmp_path / "old")
+    path = tmp_path / "old" / "iterations.csv"
+    with open(path, newline="") as fh:
+        old_rows = [line[:len(ITERATION_COLUMNS)] for line in csv.reader(fh)]
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows(old_rows)
+    assert next(csv.reader([path.read_text().splitlines()[0]])) == list(ITERATION_COLUMNS)
+    resume(tmp_path / "old", total_steps=6000)
+    with open(path, newline="") as fh:
+        lines = list(csv.reader(fh))
+    assert lines[0] == [*ITERATION_COLUMNS, "train/n_substeps"] and all(len(line) == len(lines[0]) for line in lines)
+    resumed, whole = rows(path), rows(tmp_path / "whole" / "iterations.csv")
+    assert [r["train/n_substeps"] for r in resumed] == ["", "", "", "1", "1", "1"]
+    assert [{k: r[k] for k in ITERATION_COLUMNS if k in r} for r in resumed] == \
+           [{k: r[k] for k in ITERATION_COLUMNS if k in r} for r in whole]
+
+
+def test_checkpointer_saves_when_due_once_per_iteration_and_loads_back(tmp_path):
+    cfg = make_config("CartPole-v1", "smac", 0, {"total_steps": 3000})
+    trainer = Trainer(cfg)
+    try:
+        Checkpointer(None, every=1).save(trainer)  # a run without a folder: nothing to write
+        checkpoints = Checkpointer(tmp_path, every=2)
+        trainer.train_iteration()
+        checkpoints.save_if_due(trainer)
+        assert not checkpoint_path(tmp_path).exists() and checkpoints.saved_at == -1
+        checkpoints.save(trainer)
+        assert checkpoints.path == checkpoint_path(tmp_path) and checkpoints.saved_at == 1
+        written = checkpoint_path(tmp_path).stat().st_mtime_ns, checkpoint_path(tmp_path).stat().st_ino
+        checkpoints.save_if_unsaved(trainer)  # iteration 1 is on disk already
+        assert (checkpoint_path(tmp_path).stat().st_mtime_ns, checkpoint_path(tmp_path).stat().st_ino) == written
+        state = checkpoints.load()
+        restored = Trainer(cfg)
+        restored.load_state_dict(state)
+        assert restored.env_state_restored and restored.iteration == 1 and restored.global_step == 1000
+        assert all(torch.equal(a, b) for a, b in zip(trainer.actor.parameters(), restored.actor.parameters()))
+        # the pickled envs carry their state: from the same RNG states, both go on with the same iteration
+        next_rows = []
+        for t in (trainer, restored):
+            torch.set_rng_state(state["rng"]["torch"])
+            np.random.set_state(state["rng"]["numpy"])
+            random.setstate(state["rng"]["python"])
+            next_rows.append({k: v for k, v in t.train_iteration()[0].items() if not k.startswith("time/")})
+        assert next_rows[0] == next_rows[1]
+        restored.close()
+    finally:
+        trainer.close()
+    save_checkpoint(tmp_path, {"iteration": 1})
+    with pytest.raises(ConfigError, match="is damaged: it lacks 'config'"):
+        Checkpointer(tmp_path).load()
+
+
+def test_pickled_envs_round_trip_with_their_state():
+    trainer = Trainer(make_config("CartPole-v1", "smac", 0, {"total_steps": 1000, "n_envs": 2}))
+    try:
+        trainer.envs.step(np.array([0, 1]))
+        data = pickle_envs(trainer.envs, trainer.cfg)
+        assert data is not None
+        copy = unpickle_envs(data)
+        a, b = trainer.envs.step(np.array([1, 1])), copy.step(np.array([1, 1]))
+        np.testing.assert_array_equal(a[0], b[0])
+        copy.close()
+    finally:
+        trainer.close()
+
+
 def test_mujoco_envs_are_not_pickled_because_ezpickle_would_rebuild_them():
     trainer = Trainer(make_config("HalfCheetah-v5", "smac", 0, {"total_steps": 1000}))
     try:
-        assert trainer._pickled_envs() is None
+        assert pickle_envs(trainer.envs, trainer.cfg) is None
     finally:
         trainer.close()
 

@@ -75,7 +75,7 @@ def test_huge_critic_lr_leaves_critic_adam_state_and_checkpoint_finite(tmp_path)
     trainer = Trainer(cfg)
     with pytest.raises(TrainingDiverged, match="3 consecutive updates skipped.*last reason: critic: step made"):
         trainer.run(tmp_path / "run")
-    assert finite(trainer.critic, trainer.actor) and optimizer_state_finite(trainer.critic_opt)
+    assert finite(trainer.critic, trainer.actor) and optimizer_state_finite(trainer.critic_update.optimizer)
     log = rows(tmp_path / "run" / "iterations.csv")
     assert [int(r["train/skipped_updates"]) for r in log] == [1, 1, 1]
     assert all(r["train/skip_reason"].startswith("critic:") for r in log)
@@ -127,7 +127,7 @@ def test_ac_adam_never_writes_an_overflowing_moment():
 def test_ac_adam_huge_rewards_run_keeps_its_adam_state_finite(tmp_path):
     trainer = Trainer(make_config("natpg-test/HugeReward-v0", "ac-adam", 0, {"total_steps": 3000}))
     trainer.run(tmp_path / "run")  # the checkpoint guard would raise if a moment had overflowed
-    assert optimizer_state_finite(trainer.update.optimizer) and optimizer_state_finite(trainer.critic_opt)
+    assert optimizer_state_finite(trainer.update.optimizer) and optimizer_state_finite(trainer.critic_update.optimizer)
 
 
 # ----------------------------------------------------------------------------- observation normaliser

@@ -71,7 +71,7 @@ def test_schedule_refuses_a_batch_it_cannot_split(discrete):
 
 
 def _critic_steps(trainer: Trainer) -> int:
-    state = trainer.critic_opt.state_dict()["state"]
+    state = trainer.critic_update.optimizer.state_dict()["state"]
     return int(state[0]["step"]) if state else 0
 
 
@@ -80,7 +80,7 @@ def test_critic_minibatch_epochs_take_the_stated_number_of_adam_steps():
                                                    "critic_epochs": 3, "critic_batch_size": 25})
     t = Trainer(cfg)
     obs, ret = torch.randn(100, 4), torch.randn(100)
-    t.update_critic(obs, ret)
+    t.critic_update.step(obs, ret)
     assert _critic_steps(t) == 3 * 4
     t.close()
 
@@ -90,7 +90,7 @@ def test_full_batch_critic_draws_no_random_numbers():
     t = Trainer(make_config("CartPole-v1", "ac-sgd", 0, {"n_steps": 100, "critic_epochs": 5}))
     obs, ret = torch.randn(100, 4), torch.randn(100)
     before = torch.get_rng_state()
-    t.update_critic(obs, ret)
+    t.critic_update.step(obs, ret)
     assert torch.equal(before, torch.get_rng_state()) and _critic_steps(t) == 5
     t.close()
 

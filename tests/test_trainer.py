@@ -85,7 +85,9 @@ def check_run_folder(run_dir, cfg, n_iterations):
     system = json.loads((run_dir / "system.json").read_text())
     assert {"torch", "gymnasium", "python", "platform"} <= set(system)
     iters = read_csv(run_dir / "iterations.csv")
-    assert list(iters[0]) == list(ITERATION_COLUMNS)
+    header = list(iters[0])
+    assert header[:len(ITERATION_COLUMNS)] == list(ITERATION_COLUMNS)  # the known columns first,
+    assert all(k.startswith("train/") for k in header[len(ITERATION_COLUMNS):])  # then the rule's extras
     assert [int(r["iteration"]) for r in iters] == list(range(1, n_iterations + 1))
     assert [int(r["global_step"]) for r in iters] == [cfg.n_steps * (i + 1) for i in range(n_iterations)]
     for r in iters:
@@ -100,6 +102,28 @@ def check_run_folder(run_dir, cfg, n_iterations):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["global_step"] == cfg.n_steps * n_iterations and summary["episodes"] == len(eps)
     return iters, eps
+
+
+def test_ac_cg_extras_reach_iterations_csv_and_tensorboard(tmp_path):
+    """CG's residual and iterations and the line search's outcome are logged as ``train/…`` every iteration."""
+    cfg = make_config("CartPole-v1", "ac-cg", 0, {"total_steps": 3000, "cg_line_search": True, "cg_max_kl": 0.01,
+                                                  "tensorboard": True})
+    train(cfg, tmp_path / "run")
+    iters, _ = check_run_folder(tmp_path / "run", cfg, 3)
+    extras = ("train/cg_residual", "train/cg_iterations", "train/cg_nonpositive_curvature",
+              "train/line_search_steps", "train/line_search_failed")
+    for r in iters:
+        assert all(math.isfinite(float(r[k])) for k in extras), r
+        assert 1 <= float(r["train/cg_iterations"]) <= cfg.cg_iters
+        assert float(r["train/line_search_failed"]) in (0.0, 1.0)
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    acc.Reload()
+    for key in extras:
+        assert [e.step for e in acc.Scalars(key)] == [1000, 2000, 3000], key
+    assert [e.value for e in acc.Scalars("train/cg_residual")] == pytest.approx(
+        [float(r["train/cg_residual"]) for r in iters], rel=1e-6)  # TensorBoard stores float32
 
 
 @pytest.mark.parametrize("algo", ["smac", "ac-cg"])

@@ -14,7 +14,6 @@ duplicate or missing rows.
 
 from __future__ import annotations
 
-import csv
 import io
 import pickle
 from pathlib import Path
@@ -100,65 +99,6 @@ def require_keys(run_dir: str | Path, state: dict[str, Any], keys: tuple[str, ..
     if missing:
         raise ConfigError(f"checkpoint {str(checkpoint_path(run_dir))!r} is damaged: it lacks "
                           f"{', '.join(map(repr, missing))}")
-
-
-def truncate_csv(path: str | Path, key: str, max_value: float) -> int:
-    """Keep the header and the complete rows of a CSV whose ``key`` is ``<= max_value``; return how many.
-
-    A row is complete when it ends with a newline and has as many fields as the
-    header: a line cut short by a killed process is dropped whatever its
-    content. The file is rewritten atomically. A missing file is left missing.
-
-    Raises:
-        ConfigError: the file is not text or its header lacks ``key`` (naming the file; nothing is written).
-    """
-    path = Path(path)
-    if not path.exists():
-        return 0
-    try:
-        with open(path, newline="") as fh:
-            text = fh.read()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"log {str(path)!r} is damaged or unreadable: {exc}") from None
-    lines = text.splitlines(keepends=True)
-    if not lines:
-        return 0
-    header = next(csv.reader([lines[0]]), [])
-    if key not in header:
-        raise ConfigError(f"log {str(path)!r} is damaged: its header has no {key!r} column")
-    col = header.index(key)
-    kept = [lines[0] if lines[0].endswith("\n") else lines[0] + "\n"]
-    for line in lines[1:]:
-        if not line.endswith("\n"):
-            continue
-        fields = next(csv.reader([line]), [])
-        if len(fields) != len(header):
-            continue
-        try:
-            value = float(fields[col])
-        except ValueError:
-            continue
-        if value <= max_value:
-            kept.append(line)
-    data = "".join(kept).encode()
-    write_atomic(path, lambda fh: fh.write(data))
-    return len(kept) - 1
-
-
-def read_csv_rows(path: str | Path) -> list[dict[str, str]]:
-    """All rows of a CSV as dicts (an empty list when the file is missing).
-
-    Raises:
-        ConfigError: the file is not a readable CSV (naming the file).
-    """
-    path = Path(path)
-    if not path.exists():
-        return []
-    try:
-        with open(path, newline="") as fh:
-            return list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise ConfigError(f"log {str(path)!r} is damaged or unreadable: {exc}") from None
 
 
 def pickle_envs(envs: Any, cfg: TrainConfig) -> bytes | None:

@@ -1,12 +1,14 @@
-"""The actor-critic loop: rollout → GAE → actor update → critic update → logs.
+"""The actor-critic loop: rollout → GAE → actor update → critic update → logs → checkpoint.
 
-The trainer builds the actor update from the config through
-:func:`natpg.updates.make_update` and only ever calls its ``step``: it does not
-know which rule it runs.
+:meth:`Trainer.run` is the loop, to be read top to bottom; :meth:`Trainer.train_iteration`
+is one iteration of it. What the loop ties together lives elsewhere: the actor's update rule
+(built from the config by :func:`natpg.updates.make_update`; the trainer only calls its
+``step`` and does not know which rule it runs), the critic's update (:mod:`natpg.critic`),
+GAE (:mod:`natpg.advantages`), the logs (:mod:`natpg.logger`) and the checkpoints
+(:mod:`natpg.checkpoint`).
 
-A run folder also gets a checkpoint every ``checkpoint_every`` iterations and at
-the end (:mod:`natpg.checkpoint`); :func:`resume` continues a run from it and
-appends to the same logs. What a resume restores:
+A run folder gets a checkpoint every ``checkpoint_every`` iterations and at the end;
+:func:`resume` continues a run from it and appends to the same logs. What a resume restores:
 
 * bit-identically: actor, critic, the critic's and any update rule's optimizer
   state (Adam moments), observation-normaliser statistics, the RNG states of
@@ -32,26 +34,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import gymnasium as gym
 import numpy as np
 import torch
-from torch.distributions import kl_divergence
+from torch.distributions import Distribution, kl_divergence
 
 from natpg.advantages import compute_gae
-from natpg.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_FILE, checkpoint_path, load_checkpoint, read_csv_rows,
-                              require_keys, save_checkpoint, truncate_csv)
-from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
+from natpg.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_FILE, Checkpointer, checkpoint_path, load_checkpoint,
+                              pickle_envs, save_checkpoint, unpickle_envs)
+from natpg.config import ConfigError, TrainConfig
+from natpg.critic import CriticInfo, CriticUpdate
 from natpg.envs import make_vector_env, probe_spaces
 from natpg.evaluation import EVAL_SEED_OFFSET, EvalResult, evaluate
-from natpg.guards import SkipCounter, TrainingDiverged, all_finite, guarded_step, restore, rollout_fault, snapshot
+from natpg.guards import SkipCounter, all_finite, restore, rollout_fault, snapshot
 from natpg.interrupt import Interrupted, pending
+from natpg.logger import Logger, check_tensorboard, read_episodes, truncate_logs
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper, RewardScaler
 from natpg.policies import Actor, Critic, flat_obs_dim
-from natpg.rollout import Episode, RolloutCollector
+from natpg.rollout import Episode, Rollout, RolloutCollector
 from natpg.runfolder import (RunLock, canonical, check_out_path, clear_run_folder, describe_os_error, holds_files,
                              is_run_folder, read_config, remove_temp_files)
-from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, SUMMARY_FILE, TENSORBOARD_DIR,
-                          RunLog, TensorBoardLog, check_tensorboard)
+from natpg.runlog import CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_summary
 from natpg.updates import ActorBatch, UpdateInfo, make_update
 
 RESUME_SEED_STRIDE = 10_007
@@ -124,7 +126,7 @@ class Trainer:
     """One actor-critic training run.
 
     Building a Trainer validates everything that can be checked before training
-    (config, env id, action space) and then creates the networks, the update rule
+    (config, env id, action space) and then creates the networks, the update rules
     and the environments. Call :meth:`run` to train.
     """
 
@@ -138,7 +140,7 @@ class Trainer:
         obs_dim = flat_obs_dim(spaces.observation_space)
         self.actor = Actor(obs_dim, spaces.action_space, cfg.hidden_sizes, cfg.log_std_init)
         self.critic = Critic(obs_dim, cfg.hidden_sizes)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.critic_update = CriticUpdate(self.critic, cfg.critic_lr, cfg.critic_epochs, cfg.critic_batch_size)
         self.update = make_update(cfg, self.actor)
         self.envs = make_vector_env(cfg)
         self.normalizer: ObsNormalizer | None = None
@@ -156,40 +158,187 @@ class Trainer:
         self.env_state_restored: bool | None = None
         """After :meth:`load_state_dict`: whether the environments were restored bit-identically."""
 
-    def update_critic(self, obs: torch.Tensor, returns: torch.Tensor) -> tuple[float, int, str]:
-        """Adam on ``mean (R − V)²``: ``cfg.critic_epochs`` passes over the batch, each in mini-batches of
-        ``cfg.critic_batch_size`` drawn by a fresh random permutation (one full-batch step a pass when it
-        is ``None``).
+    @property
+    def global_step(self) -> int:
+        return self.collector.global_step
 
-        Each step goes through :func:`natpg.guards.guarded_step`: the critic and its Adam
-        state never hold a non-finite value (a step that would write one is skipped or undone).
+    # ------------------------------------------------------------------ the loop
+
+    def run(self, run_dir: Path | None = None, progress: bool = False,
+            on_iteration: Callable[[dict], None] | None = None, resumed: bool = False) -> TrainResult:
+        """Train until ``cfg.total_steps`` steps; log into ``run_dir`` if given.
+
+        With a ``run_dir``, a checkpoint is saved before the first iteration, every
+        ``cfg.checkpoint_every`` iterations and at the end, each after that iteration's rows
+        are on disk. ``resumed`` (set by :func:`resume`) appends to the existing logs.
+        ``on_iteration`` gets each iteration's row (with the evaluation's keys when one ran).
+        """
+        cfg = self.cfg
+        logger, checkpoints = Logger(), Checkpointer(run_dir, cfg.checkpoint_every)  # no folder: nothing written
+        recent: deque[float] = deque((e.ret for e in self.episodes[-20:]), maxlen=20)
+        start = time.perf_counter() - self.elapsed_s
+        bar = _ProgressBar(cfg.total_steps, enabled=progress)
+        try:
+            if run_dir is not None:
+                logger = Logger.open(run_dir, cfg.to_dict(), tensorboard=cfg.tensorboard,
+                                     purge_step=self.global_step + 1 if resumed else None)
+            if not resumed and self.iteration == 0:
+                checkpoints.save(self)  # before the first iteration: a run killed at any later moment is resumable
+            with bar:
+                while self.global_step < cfg.total_steps:
+                    if pending() is not None:  # SIGINT/SIGTERM: checkpoint what is logged, then stop
+                        checkpoints.save_if_unsaved(self)
+                        raise Interrupted(pending(), checkpoint_saved=run_dir is not None, global_step=self.global_step)
+
+                    row, new_episodes = self.train_iteration()
+                    self.elapsed_s = time.perf_counter() - start
+                    row["time/elapsed_s"] = self.elapsed_s
+                    self.episodes.extend(new_episodes)
+                    recent.extend(e.ret for e in new_episodes)
+                    evaluation = None
+                    if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                        evaluation = {"iteration": self.iteration, "global_step": self.global_step,
+                                      **self.evaluate().row()}
+
+                    logger.log_episodes(new_episodes)
+                    logger.log(self.global_step, row)
+                    if evaluation is not None:
+                        logger.log_eval(self.global_step, evaluation)
+                        row.update(evaluation)
+                    logger.flush()
+                    checkpoints.save_if_due(self)  # after the rows it covers are on disk
+
+                    if on_iteration is not None:
+                        on_iteration(row)
+                    bar.update(self.global_step, float(np.mean(recent)) if recent else math.nan)
+                    if self.skips.exhausted:
+                        checkpoints.save_if_unsaved(self)  # final checkpoint, then stop
+                        raise self.skips.error()
+            checkpoints.save_if_unsaved(self)
+        finally:
+            self.close()
+            logger.close()
+        result = TrainResult(cfg, Path(run_dir) if run_dir is not None else None, self.global_step,
+                             self.iteration, self.elapsed_s, list(self.episodes))
+        if run_dir is not None:
+            write_summary(run_dir, {
+                "env_id": cfg.env_id, "algo": cfg.algo.value, "seed": cfg.seed,
+                "global_step": result.global_step, "iterations": result.iterations,
+                "episodes": len(result.episodes), "final_return_last10": result.final_return,
+                "wall_time_s": result.wall_time_s, "steps_per_second": result.steps_per_second,
+                "skipped_updates": self.skips.total,
+                "config": cfg.to_dict(),  # "finished" means finished at this config (natpg.runfolder.finished_at)
+            })
+        return result
+
+    def train_iteration(self) -> tuple[dict[str, float | int | str], list[Episode]]:
+        """One iteration: collect T transitions, GAE, one actor update, the critic's epochs.
+
+        A rollout with a non-finite reward or observation, or non-finite advantages, is not
+        learned from (both updates skipped). Returns the log row (the update rule's extras
+        under ``train/``) and the episodes that finished.
+        """
+        cfg = self.cfg
+        t0 = time.perf_counter()
+        ro = self.collector.collect(self.actor, cfg.steps_per_env)
+        t1 = time.perf_counter()
+
+        n = ro.n_transitions
+        obs = torch.from_numpy(ro.obs.reshape(n, -1))
+        actions = torch.from_numpy(ro.actions.reshape((n,) + ro.actions.shape[2:]))
+        fault = rollout_fault(ro.rewards, ro.obs, ro.next_obs)
+        adv = np.full(ro.rewards.shape, np.nan)
+        if not fault:
+            adv, advantages, returns = self._advantages(ro, obs)
+            if not all_finite(advantages, returns):
+                fault = "non-finite advantage"
+            elif cfg.normalize_advantages:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+
+        with torch.no_grad():
+            # only a faulty rollout needs its non-finite observations replaced (a copy of the batch)
+            safe_obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0) if fault else obs
+            old_dist = self.actor.distribution(safe_obs)
+            mean_logprob = float(old_dist.log_prob(actions).mean())
+        if fault:
+            info, kl, critic = UpdateInfo(math.nan, 0.0, 1, fault), math.nan, CriticInfo(math.nan, 0, "")
+        else:
+            info, kl = self.update_actor(ActorBatch(obs, actions, advantages), old_dist)
+            critic = self.critic_update.step(obs, returns)
+            if critic.skipped:
+                reason = "; ".join(r for r in (info.skip_reason, critic.skip_reason) if r)
+                info = UpdateInfo(info.actor_loss, info.update_norm, info.skipped + critic.skipped, reason, info.extras)
+        self.skips.record(info.skipped > 0, info.skip_reason)
+        t2 = time.perf_counter()
+
+        self.iteration += 1
+        row: dict[str, float | int | str] = {
+            "iteration": self.iteration,
+            "global_step": self.global_step,
+            "rollout/mean_logprob": mean_logprob,
+            "rollout/mean_advantage": float(adv.mean()),
+            "rollout/episodes": len(ro.episodes),
+            "train/actor_loss": info.actor_loss,
+            "train/critic_loss": critic.loss,
+            "train/update_norm": info.update_norm,
+            "train/kl": kl,
+            "train/skipped_updates": info.skipped,
+            "train/skip_reason": info.skip_reason,
+            **{f"train/{key}": value for key, value in info.extras.items()},
+            "time/rollout_s": t1 - t0,
+            "time/update_s": t2 - t1,
+        }
+        return row, ro.episodes
+
+    def _advantages(self, ro: Rollout, obs: torch.Tensor) -> tuple[np.ndarray, torch.Tensor, torch.Tensor]:
+        """GAE on the critic's values (of the rewards scaled by ``normalize_reward`` if set).
 
         Returns:
-            the last loss, the number of skipped steps and the last skip reason (``""`` if none).
+            the advantages as computed (for the log), and the advantages and returns as
+            float32 tensors of the flattened batch.
         """
-        n = len(returns)
-        m = self.cfg.critic_batch_size or n
-        loss_value, skipped, reason = math.nan, 0, ""
-        for _ in range(self.cfg.critic_epochs):
-            order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
-            for start in range(0, n, m):
-                idx = order[start:start + m] if order is not None else slice(None)
-                loss = (returns[idx] - self.critic(obs[idx])).pow(2).mean()
-                self.critic_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                loss_value = float(loss.detach())
-                why = guarded_step(self.critic_opt, loss_value)
-                if why:
-                    skipped, reason = skipped + 1, f"critic: {why}"
-        return loss_value, skipped, reason
+        n = ro.n_transitions
+        next_obs = torch.from_numpy(ro.next_obs.reshape(n, -1))
+        with torch.no_grad():
+            values = self.critic(obs).double().numpy().reshape(ro.rewards.shape)
+            next_values = self.critic(next_obs).double().numpy().reshape(ro.rewards.shape)
+        rewards = ro.rewards
+        if self.reward_scaler is not None:
+            rewards = self.reward_scaler.scale(rewards, ro.terminated, ro.truncated)
+        adv, ret = compute_gae(rewards, values, next_values, ro.terminated, ro.truncated,
+                               self.cfg.gamma, self.cfg.gae_lambda)
+        return (adv, torch.as_tensor(adv.reshape(n), dtype=torch.float32),
+                torch.as_tensor(ret.reshape(n), dtype=torch.float32))
+
+    def update_actor(self, batch: ActorBatch, old_dist: Distribution) -> tuple[UpdateInfo, float]:
+        """One ``step`` of the update rule, undone if the policy it leaves is not finite.
+
+        Returns:
+            the rule's :class:`~natpg.updates.UpdateInfo` (a skip when the parameters were
+            restored) and the mean ``KL(π_old ‖ π_new)`` over the batch.
+        """
+        before = snapshot(self.actor)
+        info = self.update.step(batch)
+        with torch.no_grad():
+            # σ underflowing to 0 after a huge but finite step gives non-finite log-probabilities too
+            new_dist = self.actor.distribution(batch.obs)
+            if not all_finite(new_dist.log_prob(batch.actions), *self.actor.parameters()):
+                restore(self.actor, before)
+                info = UpdateInfo(info.actor_loss, 0.0, 1, "update made the policy non-finite; parameters restored",
+                                  info.extras)
+                new_dist = self.actor.distribution(batch.obs)
+            kl = float(kl_divergence(old_dist, new_dist).mean())
+        return info, kl
+
+    def evaluate(self) -> EvalResult:
+        """Evaluate the current actor on ``cfg.eval_episodes`` separately seeded episodes (RNG-neutral)."""
+        cfg = self.cfg
+        return evaluate(self.actor, cfg.env_id, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET,
+                        max_episode_steps=cfg.max_episode_steps, normalizer=self.normalizer)
 
     def close(self) -> None:
         """Close the environments (also done at the end of :meth:`run`)."""
         self.envs.close()
-
-    @property
-    def global_step(self) -> int:
-        return self.collector.global_step
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -203,35 +352,22 @@ class Trainer:
             "elapsed_s": self.elapsed_s,
             "actor": self.actor.state_dict(),
             "critic": self.critic.state_dict(),
-            "critic_opt": self.critic_opt.state_dict(),
+            "critic_opt": self.critic_update.state_dict(),
             "update": self.update.state_dict(),
             "obs_rms": self.normalizer.state_dict() if self.normalizer is not None else None,
             "reward_rms": self.reward_scaler.state_dict() if self.reward_scaler is not None else None,
             "rng": {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()},
             "collector": {"obs": c.obs.copy(), "ep_return": c.ep_return.copy(), "ep_length": c.ep_length.copy()},
-            "envs": self._pickled_envs(),
+            "envs": pickle_envs(self.envs, self.cfg),
             "skips": {"consecutive": self.skips.consecutive, "total": self.skips.total,
                       "last_reason": self.skips.last_reason},
         }
-
-    def _pickled_envs(self) -> bytes | None:
-        """The vector env as bytes when a pickle round trip keeps its state, else ``None``."""
-        if self.cfg.vectorization is not Vectorization.SYNC or self.cfg.env_backend is not EnvBackend.GYMNASIUM:
-            return None
-        inner = self.envs.unwrapped if hasattr(self.envs, "unwrapped") else self.envs
-        copies = getattr(inner, "envs", None)
-        if not copies or any(isinstance(e.unwrapped, gym.utils.EzPickle) for e in copies):
-            return None  # EzPickle re-runs the constructor: a fresh simulator, not this one
-        try:
-            return pickle.dumps(self.envs)
-        except Exception:  # noqa: BLE001 - any unpicklable member means "cannot restore"
-            return None
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a :meth:`state_dict`: networks, optimizers, statistics, RNGs, counters, envs if possible."""
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
-        self.critic_opt.load_state_dict(state["critic_opt"])
+        self.critic_update.load_state_dict(state["critic_opt"])
         self.update.load_state_dict(state["update"])
         c = self.collector
         self.iteration = int(state["iteration"])
@@ -241,7 +377,7 @@ class Trainer:
             self.reward_scaler.load_state_dict(state["reward_rms"])
         if state["envs"] is not None:
             self.envs.close()
-            self.envs = pickle.loads(state["envs"])
+            self.envs = unpickle_envs(state["envs"])
             c.envs = self.envs
             self.normalizer = getattr(self.envs, "normalizer", None)
             c.obs = state["collector"]["obs"].copy()
@@ -265,173 +401,6 @@ class Trainer:
         torch.set_rng_state(state["rng"]["torch"])
         np.random.set_state(state["rng"]["numpy"])
         random.setstate(state["rng"]["python"])
-
-    def train_iteration(self) -> tuple[dict[str, float | int | str], list[Episode]]:
-        """Collect T transitions and update actor and critic once. Returns the log row and finished episodes."""
-        cfg = self.cfg
-        t0 = time.perf_counter()
-        ro = self.collector.collect(self.actor, cfg.steps_per_env)
-        t1 = time.perf_counter()
-
-        n = ro.n_transitions
-        obs = torch.from_numpy(ro.obs.reshape(n, -1))
-        next_obs = torch.from_numpy(ro.next_obs.reshape(n, -1))
-        actions = torch.from_numpy(ro.actions.reshape((n,) + ro.actions.shape[2:]))
-        fault = rollout_fault(ro.rewards, ro.obs, ro.next_obs)
-        adv = np.full(ro.rewards.shape, np.nan)
-        if not fault:
-            with torch.no_grad():
-                values = self.critic(obs).double().numpy().reshape(ro.rewards.shape)
-                next_values = self.critic(next_obs).double().numpy().reshape(ro.rewards.shape)
-            rewards = ro.rewards
-            if self.reward_scaler is not None:
-                rewards = self.reward_scaler.scale(rewards, ro.terminated, ro.truncated)
-            adv, ret = compute_gae(rewards, values, next_values, ro.terminated, ro.truncated,
-                                   cfg.gamma, cfg.gae_lambda)
-            advantages = torch.as_tensor(adv.reshape(n), dtype=torch.float32)
-            returns = torch.as_tensor(ret.reshape(n), dtype=torch.float32)
-            if not all_finite(advantages, returns):
-                fault = "non-finite advantage"
-            elif cfg.normalize_advantages:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-
-        with torch.no_grad():
-            # only a faulty rollout needs its non-finite observations replaced (a copy of the batch)
-            safe_obs = torch.nan_to_num(obs, nan=0.0, posinf=0.0, neginf=0.0) if fault else obs
-            old_dist = self.actor.distribution(safe_obs)
-            mean_logprob = float(old_dist.log_prob(actions).mean())
-        kl = math.nan
-        critic_loss = math.nan
-        if fault:
-            info = UpdateInfo(actor_loss=math.nan, update_norm=0.0, skipped=1, skip_reason=fault)
-        else:
-            before = snapshot(self.actor)
-            info = self.update.step(ActorBatch(obs, actions, advantages))
-            with torch.no_grad():
-                # σ underflowing to 0 after a huge but finite step gives non-finite log-probabilities too
-                new_dist = self.actor.distribution(obs)
-                if not all_finite(new_dist.log_prob(actions), *self.actor.parameters()):
-                    restore(self.actor, before)
-                    info = UpdateInfo(info.actor_loss, 0.0, 1,
-                                      "update made the policy non-finite; parameters restored")
-                    new_dist = self.actor.distribution(obs)
-                kl = float(kl_divergence(old_dist, new_dist).mean())
-            critic_loss, critic_skipped, critic_reason = self.update_critic(obs, returns)
-            if critic_skipped:
-                reason = "; ".join(r for r in (info.skip_reason, critic_reason) if r)
-                info = UpdateInfo(info.actor_loss, info.update_norm, info.skipped + critic_skipped, reason, info.extras)
-        self.skips.record(info.skipped > 0, info.skip_reason)
-        t2 = time.perf_counter()
-
-        self.iteration += 1
-        row: dict[str, float | int | str] = {
-            "iteration": self.iteration,
-            "global_step": self.global_step,
-            "rollout/mean_logprob": mean_logprob,
-            "rollout/mean_advantage": float(adv.mean()),
-            "rollout/episodes": len(ro.episodes),
-            "train/actor_loss": info.actor_loss,
-            "train/critic_loss": critic_loss,
-            "train/update_norm": info.update_norm,
-            "train/kl": kl,
-            "train/skipped_updates": info.skipped,
-            "train/skip_reason": info.skip_reason,
-            "time/rollout_s": t1 - t0,
-            "time/update_s": t2 - t1,
-        }
-        return row, ro.episodes
-
-    def evaluate(self) -> EvalResult:
-        """Evaluate the current actor on ``cfg.eval_episodes`` separately seeded episodes (RNG-neutral)."""
-        cfg = self.cfg
-        return evaluate(self.actor, cfg.env_id, cfg.eval_episodes, cfg.seed + EVAL_SEED_OFFSET,
-                        max_episode_steps=cfg.max_episode_steps, normalizer=self.normalizer)
-
-    def run(self, run_dir: Path | None = None, progress: bool = False,
-            on_iteration: Callable[[dict], None] | None = None, resumed: bool = False) -> TrainResult:
-        """Train until ``cfg.total_steps`` steps; log into ``run_dir`` if given.
-
-        With a ``run_dir``, a checkpoint is saved every ``cfg.checkpoint_every``
-        iterations and at the end, after that iteration's rows are on disk.
-        ``resumed`` (set by :func:`resume`) appends to the existing logs.
-        """
-        cfg = self.cfg
-        log = RunLog(run_dir, config=cfg.to_dict()) if run_dir is not None else None
-        tb = None
-        saved_at = -1
-        episodes = self.episodes
-        recent: deque[float] = deque((e.ret for e in episodes[-20:]), maxlen=20)
-        start = time.perf_counter() - self.elapsed_s
-        bar = _ProgressBar(cfg.total_steps, enabled=progress)
-        try:
-            if log is not None:
-                if not resumed and self.iteration == 0:
-                    # A checkpoint before the first iteration: a run killed at any later moment is resumable.
-                    save_checkpoint(log.run_dir, self.state_dict())
-                    saved_at = 0
-                if cfg.tensorboard:
-                    tb = TensorBoardLog(log.run_dir / TENSORBOARD_DIR,
-                                        purge_step=self.global_step + 1 if resumed else None)
-            with bar:
-                while self.global_step < cfg.total_steps:
-                    if pending() is not None:  # SIGINT/SIGTERM: checkpoint what is logged, then stop
-                        if log is not None and saved_at != self.iteration:
-                            save_checkpoint(log.run_dir, self.state_dict())
-                        raise Interrupted(pending(), checkpoint_saved=log is not None, global_step=self.global_step)
-                    row, new_eps = self.train_iteration()
-                    self.elapsed_s = time.perf_counter() - start
-                    row["time/elapsed_s"] = self.elapsed_s
-                    episodes.extend(new_eps)
-                    recent.extend(e.ret for e in new_eps)
-                    eval_row = None
-                    if cfg.eval_every and self.iteration % cfg.eval_every == 0:
-                        eval_row = {"iteration": self.iteration, "global_step": self.global_step,
-                                    **self.evaluate().row()}
-                        row.update(eval_row)
-                    if log is not None:
-                        log.episodes.write_many(
-                            {"global_step": e.global_step, "return": e.ret, "length": e.length,
-                             "terminated": e.terminated} for e in new_eps)
-                        log.iterations.write(row)
-                        if eval_row is not None:
-                            log.eval.write(eval_row)
-                    if tb is not None:
-                        for e in new_eps:
-                            tb.write({"rollout/episode_return": e.ret, "rollout/episode_length": e.length},
-                                     e.global_step)
-                        tb.write(row, self.global_step)
-                        tb.flush()
-                    if log is not None and cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0:
-                        save_checkpoint(log.run_dir, self.state_dict())
-                        saved_at = self.iteration
-                    if on_iteration is not None:
-                        on_iteration(row)
-                    bar.update(self.global_step, float(np.mean(recent)) if recent else math.nan)
-                    if self.skips.exhausted:
-                        if log is not None:
-                            save_checkpoint(log.run_dir, self.state_dict())  # final checkpoint, then stop
-                        raise self.skips.error()
-            if log is not None and saved_at != self.iteration:
-                save_checkpoint(log.run_dir, self.state_dict())
-        finally:
-            self.close()
-            if log is not None:
-                log.close()
-            if tb is not None:
-                tb.close()
-        wall = self.elapsed_s
-        result = TrainResult(cfg, Path(run_dir) if run_dir is not None else None, self.global_step,
-                             self.iteration, wall, list(episodes))
-        if log is not None:
-            log.write_summary({
-                "env_id": cfg.env_id, "algo": cfg.algo.value, "seed": cfg.seed,
-                "global_step": result.global_step, "iterations": result.iterations,
-                "episodes": len(episodes), "final_return_last10": result.final_return,
-                "wall_time_s": wall, "steps_per_second": result.steps_per_second,
-                "skipped_updates": self.skips.total,
-                "config": cfg.to_dict(),  # "finished" means finished at this config (natpg.runfolder.finished_at)
-            })
-        return result
 
 
 def train(cfg: TrainConfig, run_dir: str | Path | None = None, progress: bool = False,
@@ -494,8 +463,7 @@ def resume_locked(run_dir: Path, total_steps: int | None = None, progress: bool 
                               f"({CHECKPOINT_DIR}/{CHECKPOINT_FILE} is missing), so it cannot be resumed; "
                               f"start a new run with another --out")
         return _restart(run_dir, saved_config, total_steps, progress)
-    state = load_checkpoint(run_dir)
-    require_keys(run_dir, state)
+    state = Checkpointer(run_dir).load()
     cfg = TrainConfig.from_dict(state["config"])
     if total_steps is not None:
         cfg = cfg.override(total_steps=total_steps)
@@ -515,15 +483,8 @@ def resume_locked(run_dir: Path, total_steps: int | None = None, progress: bool 
             raise ConfigError(f"checkpoint {str(checkpoint_path(run_dir))!r} is damaged: it does not fit its config "
                               f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
         remove_temp_files(run_dir)
-        truncate_csv(run_dir / ITERATIONS_FILE, "iteration", trainer.iteration)
-        truncate_csv(run_dir / EVAL_FILE, "iteration", trainer.iteration)
-        truncate_csv(run_dir / EPISODES_FILE, "global_step", trainer.global_step)
-        episodes_path = run_dir / EPISODES_FILE
-        try:
-            trainer.episodes = [Episode(int(r["global_step"]), float(r["return"]), int(r["length"]),
-                                        bool(int(r["terminated"]))) for r in read_csv_rows(episodes_path)]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"log {str(episodes_path)!r} is damaged: {type(exc).__name__}: {exc}") from None
+        truncate_logs(run_dir, trainer.iteration, trainer.global_step)
+        trainer.episodes = read_episodes(run_dir)
         # "Finished" means finished at the config asked for: the old summary goes before anything else
         # changes, then the checkpoint records the new budget (so a kill from here on leaves an unfinished run).
         (run_dir / SUMMARY_FILE).unlink(missing_ok=True)
