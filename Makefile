@@ -28,7 +28,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/natpg train --env CartPole-v1 --algo smac --seed 0 --steps 100000 --out runs/demo --quiet --overwrite
+	$(BIN)/natpg train --env CartPole-v1 --algo smac --preset paper-inferred --seed 0 --steps 200000 --out runs/demo --quiet --overwrite
 	$(BIN)/natpg plot runs/demo
 
 clean:

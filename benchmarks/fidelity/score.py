@@ -113,6 +113,58 @@ def per_run_table(root: Path, previous: Path, thresholds: dict[str, float]) -> p
     return table.sort_values(["reading", "env_id", "label", "seed"], ignore_index=True)
 
 
+def score_reading(all_runs: pd.DataFrame, ranges: dict[str, float]) -> tuple[float, float, list[dict]]:
+    """D, O and the per-cell rows of one reading's runs (rows of ``runs.csv``)."""
+    failed = all_runs[all_runs["status"] == "failed"]
+    runs = all_runs[all_runs["status"] == "finished"]
+    dists, orders, cells = [], [], []
+    for env in PAPER:
+        passing: dict[str, float] = {}
+        for algo in ALGOS:
+            sel = runs[(runs.env_id == env) & (runs.algo == algo)]
+            n_failed = int(((failed.env_id == env) & (failed.algo == algo)).sum())
+            if sel.empty and not n_failed:
+                continue
+            f = float(sel.final_score.mean()) if not sel.empty else math.nan
+            p_mean, p_std = PAPER[env][algo]
+            # a run that diverged (stopped by the guards) is the method failing: the cell's maximum distance
+            d = 1.0 if n_failed else min(1.0, abs(f - p_mean) / ranges[env])
+            steps = sel.steps_to_threshold.to_numpy(float)
+            reached = int(np.isfinite(steps).sum())
+            n_runs = len(sel) + n_failed
+            passing[algo] = float(np.nanmean(steps)) if reached == n_runs else math.nan
+            dists.append(d)
+            cells.append({"env_id": env, "algo": algo, "n": n_runs, "failed": n_failed,
+                          "final_mean": f, "final_std": float(sel.final_score.std(ddof=0)) if len(sel) else math.nan,
+                          "paper_mean": p_mean, "paper_std": p_std, "distance": d,
+                          "within_paper_spread": abs(f - p_mean) <= max(2 * p_std, 0.05 * ranges[env]),
+                          "steps_to_threshold": passing[algo], "reached": f"{reached}/{n_runs}"})
+        if env in ORDER and len(passing) == len(ALGOS):
+            orders.append(pair_disagreement(passing, ORDER[env][1]))
+    d_mean = float(np.mean(dists)) if dists else math.nan
+    o_mean = float(np.mean(orders)) if orders else math.nan
+    return d_mean, o_mean, cells
+
+
+def bootstrap_score(all_runs: pd.DataFrame, ranges: dict[str, float], reps: int = 2000,
+                    seed: int = 0) -> tuple[float, float]:
+    """95% interval of a reading's score over its seeds: each replicate redraws the seeds with replacement
+    (one draw for all 12 cells, so a seed's runs stay together) and scores the redrawn runs.
+
+    Not part of the score: it says how far two readings' scores can be told apart with this many seeds.
+    """
+    seeds = np.sort(all_runs["seed"].unique())
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(reps):
+        draw = rng.choice(seeds, size=len(seeds), replace=True)
+        sample = pd.concat([all_runs[all_runs["seed"] == s] for s in draw], ignore_index=True)
+        d, o, _ = score_reading(sample, ranges)
+        values.append(d + o / 2)
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
 def main(root: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     randoms = {env: random_return(env) for env in PAPER}
@@ -122,40 +174,17 @@ def main(root: Path, out: Path) -> None:
     per_run.to_csv(out / "runs.csv", index=False)
     cells, scores = [], []
     for reading, all_runs in per_run.groupby("reading", sort=True):
-        failed = all_runs[all_runs["status"] == "failed"]
-        runs = all_runs[all_runs["status"] == "finished"]
-        if runs.empty and failed.empty:
+        if not all_runs["status"].isin(["finished", "failed"]).any():
             continue
-        dists, orders = [], []
-        for env in PAPER:
-            passing: dict[str, float] = {}
-            for algo in ALGOS:
-                sel = runs[(runs.env_id == env) & (runs.algo == algo)]
-                n_failed = int(((failed.env_id == env) & (failed.algo == algo)).sum())
-                if sel.empty and not n_failed:
-                    continue
-                f = float(sel.final_score.mean()) if not sel.empty else math.nan
-                p_mean, p_std = PAPER[env][algo]
-                # a run that diverged (stopped by the guards) is the method failing: the cell's maximum distance
-                d = 1.0 if n_failed else min(1.0, abs(f - p_mean) / ranges[env])
-                steps = sel.steps_to_threshold.to_numpy(float)
-                reached = int(np.isfinite(steps).sum())
-                n_runs = len(sel) + n_failed
-                passing[algo] = float(np.nanmean(steps)) if reached == n_runs else math.nan
-                dists.append(d)
-                cells.append({"reading": reading, "env_id": env, "algo": algo, "n": n_runs,
-                              "failed": n_failed,
-                              "final_mean": f, "final_std": float(sel.final_score.std(ddof=0)) if len(sel) else math.nan,
-                              "paper_mean": p_mean, "paper_std": p_std, "distance": d,
-                              "within_paper_spread": abs(f - p_mean) <= max(2 * p_std, 0.05 * ranges[env]),
-                              "steps_to_threshold": passing[algo], "reached": f"{reached}/{n_runs}"})
-            if env in ORDER and len(passing) == len(ALGOS):
-                orders.append(pair_disagreement(passing, ORDER[env][1]))
-        d_mean = float(np.mean(dists)) if dists else math.nan
-        o_mean = float(np.mean(orders)) if orders else math.nan
-        scores.append({"reading": reading, "cells": len(dists), "runs": len(runs) + len(failed),
-                       "failed": len(failed), "D": d_mean,
-                       "O": o_mean, "score": d_mean + o_mean / 2})
+        d_mean, o_mean, reading_cells = score_reading(all_runs, ranges)
+        for cell in reading_cells:
+            cells.append({"reading": reading, **cell})
+        lo, hi = bootstrap_score(all_runs, ranges)
+        n_failed = int((all_runs["status"] == "failed").sum())
+        n_runs = int(all_runs["status"].isin(["finished", "failed"]).sum())
+        scores.append({"reading": reading, "cells": len(reading_cells), "runs": n_runs,
+                       "failed": n_failed, "D": d_mean,
+                       "O": o_mean, "score": d_mean + o_mean / 2, "score_lo": lo, "score_hi": hi})
     cells_df, scores_df = pd.DataFrame(cells), pd.DataFrame(scores).sort_values("score")
     cells_df.to_csv(out / "cells.csv", index=False)
     scores_df.to_csv(out / "scores.csv", index=False)
@@ -163,9 +192,13 @@ def main(root: Path, out: Path) -> None:
              f"Random-policy returns (20 episodes, 1000-step cap): "
              + ", ".join(f"{k} {v:.1f}" for k, v in randoms.items()), "",
              "## Readings ranked (lower score = closer to the paper)", "",
-             markdown_table(["reading", "cells", "runs", "diverged", "D (final scores)", "O (order)", "score"],
-                            [[r.reading, r.cells, r.runs, r.failed, f"{r.D:.3f}", f"{r.O:.3f}", f"{r.score:.3f}"]
+             markdown_table(["reading", "cells", "runs", "diverged", "D (final scores)", "O (order)", "score",
+                             "95% interval over seeds"],
+                            [[r.reading, r.cells, r.runs, r.failed, f"{r.D:.3f}", f"{r.O:.3f}", f"{r.score:.3f}",
+                              f"[{r.score_lo:.3f}, {r.score_hi:.3f}]"]
                              for r in scores_df.itertuples()]), "",
+             "The interval (seeds redrawn with replacement, 2,000 times; not part of the score) shows how far "
+             "two readings can be told apart with this many seeds.", "",
              "## Final scores (mean ± std over seeds; paper in brackets)", ""]
     for env in PAPER:
         rows = []
