@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from natpg.config import Algo, ConfigError, TrainConfig
+from natpg.config import Algo, CGSettings, ConfigError, SmacSettings, TrainConfig, WoodburySettings
 from natpg.presets import load_preset, make_config, preset_env_ids, preset_extras, preset_names
 
 # SPEC §4, transcribed independently of paper.toml: env → (α, SMAC η, SMAC λ, Adam η, SGD η, CG η)
@@ -34,8 +34,9 @@ def test_preset_matches_spec_table(env_id):
         assert (cfg.env_id, cfg.algo.value, cfg.actor_lr, cfg.critic_lr) == (env_id, algo, eta, alpha)
         assert (cfg.n_steps, cfg.gamma, cfg.gae_lambda, cfg.max_episode_steps) == (1000, 0.99, 0.9, 1000)
         assert cfg.total_steps >= 500_000
-    assert make_config(env_id, "smac").damping == smac_lam
-    assert make_config(env_id, "ac-cg").cg_damping == 0.1 and make_config(env_id, "ac-cg").cg_iters == 10
+    assert make_config(env_id, "smac").algo_settings == SmacSettings(damping=smac_lam)
+    assert make_config(env_id, "woodbury").algo_settings == WoodburySettings(damping=smac_lam, rank=8)
+    assert make_config(env_id, "ac-cg").algo_settings == CGSettings(cg_damping=0.1, cg_iters=10)
 
 
 def test_budgets_follow_the_spec():
@@ -51,13 +52,13 @@ def test_short_names_and_ids_are_the_same_preset():
 
 def test_woodbury_inherits_smac_step_and_damping():
     w, s = make_config("Hopper-v5", "woodbury"), make_config("Hopper-v5", "smac")
-    assert (w.actor_lr, w.damping, w.algo) == (s.actor_lr, s.damping, Algo.WOODBURY)
+    assert (w.actor_lr, w.algo_settings.damping, w.algo) == (s.actor_lr, s.algo_settings.damping, Algo.WOODBURY)
 
 
 def test_overrides_field_by_field_with_strings_as_typed():
     cfg = make_config("CartPole-v1", "smac", 3, {"total_steps": "20_000", "damping": "0.5", "hidden_sizes": "32,32",
                                                  "normalize_advantages": "true", "batch_size": "10"})
-    assert (cfg.total_steps, cfg.damping, cfg.hidden_sizes, cfg.normalize_advantages, cfg.batch_size) == \
+    assert (cfg.total_steps, cfg.algo_settings.damping, cfg.hidden_sizes, cfg.normalize_advantages, cfg.batch_size) == \
         (20_000, 0.5, (32, 32), True, 10)
     assert cfg.actor_lr == 5e-3  # untouched fields keep the preset
 

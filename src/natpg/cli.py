@@ -228,16 +228,17 @@ def presets(
     from rich.console import Console
     from rich.table import Table
 
-    from natpg.presets import load_preset, preset_extras, preset_names
+    from natpg.presets import load_preset, preset_algos, preset_common, preset_extras, preset_names
 
     try:
         extras = preset_extras(preset)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    shared = load_preset(preset_names()[0], "smac", preset)
-    common = ", ".join(f"{k}={shared[k]}" for k in ("n_steps", "gamma", "gae_lambda", "max_episode_steps",
-                                                     "cg_damping", "cg_iters"))
-    table = Table(title=f"preset set {preset!r}: {common}" + (
+    common = ", ".join(f"{k}={v}" for k, v in preset_common("paper").items())
+    per_algo = "".join(f"; {algo}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                       + (" (η, λ: smac's)" if algo == "woodbury" else "")
+                       for algo, values in preset_algos(preset).items())
+    table = Table(title=f"preset set {preset!r}: {common}{per_algo}" + (
         "; adds " + ", ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""), title_justify="left")
     for column in ("env", "env id", "budget", "α critic_lr", "smac η", "smac λ", "ac-sgd η", "ac-adam η", "ac-cg η"):
         table.add_column(column, justify="left" if column.startswith("env") else "right")
