@@ -98,6 +98,8 @@ def test_presets_lists_every_hyper_parameter_and_the_episode_cap():
     assert result.exit_code == 0, result.output
     text = result.output
     assert "max_episode_steps=1000" in text and "gae_lambda=0.9" in text and "n_steps=1000" in text
+    flat = " ".join(text.split())  # the title may wrap
+    assert "ac-cg: cg_damping=0.1, cg_iters=10" in flat and "woodbury: rank=8" in flat
     cartpole = next(line for line in text.splitlines() if "CartPole-v1" in line)
     for value in ("500,000", "0.001", "0.005", "0.1", "0.007", "7e-05", "0.08"):  # budget, α, η and λ of Table 2
         assert value in cartpole, value

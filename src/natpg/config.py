@@ -360,12 +360,21 @@ def algo_setting_names(algo: str | Algo) -> tuple[str, ...]:
     return ALGO_SETTINGS[Algo.parse(algo)].field_names()
 
 
+def algos_reading(key: str) -> tuple[Algo, ...]:
+    """The algorithms whose own section holds ``key`` (none for a common setting or an unknown name)."""
+    return _SECTION_FIELDS.get(key, ())
+
+
+def whose_setting(key: str) -> str:
+    """``key``'s owners in words, e.g. ``'a smac and woodbury setting'`` (for one-line messages)."""
+    owners = " and ".join(a.value for a in algos_reading(key))
+    return f"{'an' if owners[:1] in tuple('aeiou') else 'a'} {owners} setting"
+
+
 def _foreign_key_message(key: str, algo: Algo) -> str:
-    owners = " and ".join(a.value for a in _SECTION_FIELDS[key])
     own = algo_setting_names(algo)
     its = f"its settings: {', '.join(own)}" if own else "it has no settings of its own"
-    article = "an" if owners[0] in "aeiou" else "a"
-    return f"{key} is {article} {owners} setting; algo={algo.value} does not read it ({its})"
+    return f"{key} is {whose_setting(key)}; algo={algo.value} does not read it ({its})"
 
 
 class SavedConfigWarning(UserWarning):

@@ -23,7 +23,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
 
-from natpg.config import COMMON_FIELDS, Algo, ConfigError, TrainConfig, algo_setting_names, field_names
+from natpg.config import (COMMON_FIELDS, Algo, ConfigError, TrainConfig, algo_setting_names, algos_reading, field_names,
+                          whose_setting)
 
 _ALGO_KEYS = {a.value for a in Algo}
 PRESET_SETS = ("paper", "paper-inferred")
@@ -73,10 +74,10 @@ def check_table(name: str, table: dict[str, Any]) -> dict[str, Any]:
                 continue
             if key not in field_names():
                 raise ConfigError(f"{name} [{where}] sets {key!r}, which is no setting")
-            readers = [a.value for a in Algo if key in algo_setting_names(a)]
-            raise ConfigError(f"{name} [{where}] sets {key}, a {' and '.join(readers)} setting"
+            owner = algos_reading(key)[0].value
+            raise ConfigError(f"{name} [{where}] sets {key}, {whose_setting(key)}"
                               f"{f' that {algo} does not read' if algo else ''}; put it under "
-                              f"[algos.{readers[0]}] or an env's {readers[0]} entry")
+                              f"[algos.{owner}] or an env's {owner} entry")
 
     check("common", table.get("common", {}), None)
     for algo, entry in table.get("algos", {}).items():
