@@ -177,7 +177,19 @@ class TrainConfig:
 
     Build it from a preset with :func:`natpg.presets.make_config`, or directly.
     All values are checked when the object is created; a bad one raises
-    :class:`ConfigError` naming the field, the value and what is allowed.
+    :class:`ConfigError` naming the field, the value and what is allowed. The settings only
+    ``algo`` reads are its section, ``algo_settings``; flat, they sit beside the common ones.
+
+    Example:
+        >>> cfg = TrainConfig.from_dict({"algo": "woodbury", "rank": 4})
+        >>> cfg.algo_settings
+        WoodburySettings(damping=0.1, rank=4)
+        >>> cfg.to_dict()["rank"], "cg_iters" in cfg.to_dict()
+        (4, False)
+        >>> TrainConfig.from_dict({"algo": "smac", "rank": 4})
+        Traceback (most recent call last):
+        ...
+        natpg.config.ConfigError: rank is a woodbury setting; algo=smac does not read it (its settings: damping)
     """
 
     env_id: str = "CartPole-v1"

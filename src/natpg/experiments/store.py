@@ -27,7 +27,7 @@ from typing import Any
 
 import pandas as pd
 
-from natpg.config import ConfigError
+from natpg.config import ConfigError, upgrade_saved_config
 from natpg.runlog import CONFIG_FILE, EPISODES_FILE, ERROR_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_json_atomic
 
 
@@ -62,8 +62,6 @@ def variant_label(config: dict[str, Any]) -> str:
         >>> variant_label({"env_id": "CartPole-v1", "algo": "woodbury", "rank": 32})
         'woodbury-k32'
     """
-    from natpg.config import upgrade_saved_config
-
     config = upgrade_saved_config(config)
     algo = str(config["algo"])
     preset = _preset_config(str(config["env_id"]), algo, str(config.get("preset") or "paper"))
@@ -196,12 +194,9 @@ def read_run(run_dir: Path) -> RunRecord:
     error = read_json(run_dir / ERROR_FILE)
     if config is None and error is not None and error.get("spec"):
         config = _planned_config(error["spec"])  # the run raised before the trainer wrote its config
-    if config is not None:
-        from natpg.config import upgrade_saved_config
-
-        config = upgrade_saved_config(config)
     if config is None:
         raise ConfigError(f"{str(run_dir)!r} is not a natpg run folder (no {CONFIG_FILE})")
+    config = upgrade_saved_config(config)
     missing = [k for k in ("env_id", "algo", "seed", "total_steps") if k not in config]
     if missing:
         raise ConfigError(f"{str(run_dir / CONFIG_FILE)!r} is damaged: it lacks {', '.join(missing)}")
