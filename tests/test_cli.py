@@ -98,6 +98,8 @@ def test_presets_lists_every_hyper_parameter_and_the_episode_cap():
     assert result.exit_code == 0, result.output
     text = result.output
     assert "max_episode_steps=1000" in text and "gae_lambda=0.9" in text and "n_steps=1000" in text
+    flat = " ".join(text.split())  # the title may wrap
+    assert "ac-cg: cg_damping=0.1, cg_iters=10" in flat and "woodbury: rank=8" in flat
     cartpole = next(line for line in text.splitlines() if "CartPole-v1" in line)
     for value in ("500,000", "0.001", "0.005", "0.1", "0.007", "7e-05", "0.08"):  # budget, α, η and λ of Table 2
         assert value in cartpole, value
@@ -139,3 +141,25 @@ def test_the_command_line_starts_without_importing_torch():
     code = "import natpg; print(natpg.make_config('CartPole-v1', 'smac').actor_lr, callable(natpg.train))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() \
         == ["0.005", "True"]
+
+
+@pytest.mark.parametrize("algo", ["smac", "ac-adam", "ac-sgd", "ac-cg"])
+def test_a_batch_smaller_than_the_default_rank_is_fine_for_rules_that_do_not_read_rank(tmp_path, algo):
+    result = runner.invoke(app, ["train", "--env", "CartPole-v1", "--algo", algo, "--steps", "8", "--set", "n_steps=4",
+                                 "--quiet", "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("algo,own", [("smac", {"damping": 0.3}), ("woodbury", {"damping": 0.3, "rank": 8}),
+                                      ("ac-sgd", {})])
+def test_config_json_holds_only_the_algorithms_own_settings(tmp_path, algo, own):
+    import json
+
+    extra = ["--set", "damping=0.3"] if own else []
+    result = runner.invoke(app, ["train", "--env", "CartPole-v1", "--algo", algo, "--steps", "1000", "--quiet",
+                                 *extra, "--out", str(tmp_path / "run")])
+    assert result.exit_code == 0, result.output
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    section = {k: saved[k] for k in ("damping", "rank", "cg_damping", "cg_iters", "cg_max_kl", "cg_line_search",
+                                     "cg_backtrack_iters") if k in saved}
+    assert section == own

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import warnings
+
 import pytest
 
-from natpg.config import ConfigError, TrainConfig
+from natpg.config import (AdamSettings, Algo, CGSettings, ConfigError, SavedConfigWarning, SGDSettings, SmacSettings,
+                          TrainConfig, WoodburySettings, upgrade_saved_config)
 
 BAD = [
     ({"actor_lr": 0.0}, r"actor_lr=0.0 must be a finite number > 0"),
@@ -12,12 +16,14 @@ BAD = [
     ({"actor_lr": float("nan")}, r"actor_lr=nan must be a finite number > 0"),
     ({"critic_lr": 0.0}, r"critic_lr=0.0 must be"),
     ({"damping": 0.0}, r"damping=0.0 must be a finite number > 0"),
-    ({"damping": -0.1}, r"damping=-0.1 must be"),
-    ({"cg_damping": float("inf")}, r"cg_damping=inf must be"),
+    ({"algo": "woodbury", "damping": -0.1}, r"damping=-0.1 must be"),
+    ({"algo": "ac-cg", "cg_damping": float("inf")}, r"cg_damping=inf must be"),
+    ({"algo": "ac-cg", "cg_iters": 0}, r"cg_iters=0 must be an integer >= 1"),
+    ({"algo": "ac-cg", "cg_backtrack_iters": 0}, r"cg_backtrack_iters=0 must be an integer >= 1"),
     ({"n_steps": 1000, "n_envs": 3}, r"n_steps \(T\) = 1000 is not divisible by n_envs = 3"),
     ({"batch_size": 3}, r"batch_size \(B\) = 3 must divide n_steps \(T\) = 1000; allowed: 1, 2, 4"),
     ({"batch_size": 2000}, r"batch_size \(B\) = 2000 must divide"),
-    ({"rank": 0}, r"rank=0 must be an integer >= 1"),
+    ({"algo": "woodbury", "rank": 0}, r"rank=0 must be an integer >= 1"),
     ({"algo": "woodbury", "rank": 2000}, r"rank=2000 must be <= the actor's mini-batch size \(n_steps \(T\) = 1000\)"),
     ({"algo": "woodbury", "rank": 8, "batch_size": 4}, r"rank=8 must be <= the actor's mini-batch size \(batch_size = 4\)"),
     ({"actor_epochs": 0}, r"actor_epochs=0 must be an integer >= 1"),
@@ -33,7 +39,7 @@ BAD = [
     ({"hidden_sizes": (64, 0)}, r"hidden_sizes=\(64, 0\) must be one or more positive integers"),
     ({"algo": "ppo"}, r"unknown algorithm 'ppo'; allowed: smac, ac-sgd, ac-adam, ac-cg, woodbury"),
     ({"vectorization": "threads"}, r"vectorization='threads' is not allowed; allowed: sync, async"),
-    ({"cg_max_kl": 0.0}, r"cg_max_kl=0.0 must be > 0 or None"),
+    ({"algo": "ac-cg", "cg_max_kl": 0.0}, r"cg_max_kl=0.0 must be > 0 or None"),
     ({"ent_coef": -1.0}, r"ent_coef=-1.0 must be"),
     ({"max_episode_steps": 0}, r"max_episode_steps=0 must be an integer >= 1 or None"),
 ]
@@ -42,7 +48,7 @@ BAD = [
 @pytest.mark.parametrize("changes,message", BAD, ids=[str(c) for c, _ in BAD])
 def test_bad_setting_is_refused_with_a_clear_message(changes, message):
     with pytest.raises(ConfigError, match=message):
-        TrainConfig(**changes)
+        TrainConfig.from_dict(changes)
 
 
 def test_string_override_that_is_not_a_number():
@@ -55,8 +61,79 @@ def test_string_override_that_is_not_a_boolean():
         TrainConfig().override(normalize_advantages="maybe")
 
 
-def test_rank_is_checked_only_for_woodbury():
-    assert TrainConfig(algo="smac", rank=2000).rank == 2000  # smac does not read rank
+# ----------------------------------------------------------------------------- each algorithm's own section
+
+FOREIGN = [  # a setting of another algorithm is refused, naming whose it is and what this one reads
+    ("smac", "rank", 32, "rank is a woodbury setting; algo=smac does not read it (its settings: damping)"),
+    ("ac-sgd", "damping", 0.3, "damping is a smac and woodbury setting; algo=ac-sgd does not read it "
+                               "(it has no settings of its own)"),
+    ("ac-adam", "cg_iters", 5, "cg_iters is an ac-cg setting; algo=ac-adam does not read it"),
+    ("ac-cg", "damping", 0.3, "damping is a smac and woodbury setting; algo=ac-cg does not read it "
+                              "(its settings: cg_damping, cg_iters, cg_max_kl, cg_line_search, cg_backtrack_iters)"),
+    ("woodbury", "cg_line_search", True, "cg_line_search is an ac-cg setting; algo=woodbury does not read it "
+                                         "(its settings: damping, rank)"),
+]
+
+
+@pytest.mark.parametrize("algo,key,value,message", FOREIGN, ids=[f"{a}-{k}" for a, k, _, _ in FOREIGN])
+def test_a_setting_of_another_algorithm_is_refused_naming_it(algo, key, value, message):
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"algo": algo, key: value})
+    assert str(err.value).startswith(message)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig(algo=algo).override(**{key: value})
+
+
+def test_rank_is_checked_only_for_woodbury_against_its_own_mini_batch():
+    """n_steps below the default rank is fine for every rule but woodbury, whose rank it bounds."""
+    for algo in ("smac", "ac-sgd", "ac-adam", "ac-cg"):
+        assert TrainConfig(algo=algo, n_steps=4, total_steps=8).n_steps == 4
+    with pytest.raises(ConfigError, match=r"rank=8 must be <= the actor's mini-batch size \(n_steps \(T\) = 4\)"):
+        TrainConfig(algo="woodbury", n_steps=4)
+    assert TrainConfig(algo="woodbury", n_steps=4, algo_settings=WoodburySettings(rank=4)).algo_settings.rank == 4
+
+
+def test_each_algorithm_gets_its_own_section_with_its_defaults():
+    assert {a: type(TrainConfig(algo=a).algo_settings) for a in Algo} == {
+        Algo.SMAC: SmacSettings, Algo.AC_SGD: SGDSettings, Algo.AC_ADAM: AdamSettings, Algo.AC_CG: CGSettings,
+        Algo.WOODBURY: WoodburySettings}
+    assert TrainConfig(algo="woodbury").algo_settings == WoodburySettings(damping=0.1, rank=8)
+    assert "rank" not in TrainConfig(algo="smac").to_dict() and "damping" not in TrainConfig(algo="ac-sgd").to_dict()
+    cg = TrainConfig.from_dict({"algo": "ac-cg", "cg_iters": "20", "cg_line_search": "true"})
+    assert cg.algo_settings == CGSettings(cg_iters=20, cg_line_search=True)
+    assert TrainConfig.from_dict(cg.to_dict()) == cg
+
+
+def test_a_section_validates_itself_and_must_be_its_algorithms():
+    with pytest.raises(ConfigError, match=r"rank=0 must be an integer >= 1"):
+        WoodburySettings(rank=0)
+    with pytest.raises(ConfigError, match=r"damping=0 must be a finite number > 0"):
+        SmacSettings(damping=0)
+    with pytest.raises(ConfigError, match=r"cg_iters=2.5 must be an integer"):
+        CGSettings(cg_iters=2.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"algo_settings=WoodburySettings is woodbury's section; "
+                                          r"algo=smac takes SmacSettings"):
+        TrainConfig(algo="smac", algo_settings=WoodburySettings())
+
+
+def test_changing_the_algorithm_keeps_the_settings_both_read():
+    smac = TrainConfig(algo="smac", algo_settings=SmacSettings(damping=0.5))
+    assert smac.override(algo="woodbury").algo_settings == WoodburySettings(damping=0.5, rank=8)
+    assert smac.override(algo="ac-cg").algo_settings == CGSettings()
+    assert smac.override(algo_settings=SmacSettings(damping=2.0)).algo_settings.damping == 2.0
+
+
+def test_a_config_saved_with_every_algorithms_fields_still_loads():
+    """config.json of runs written before the sections held every algorithm's fields, flat."""
+    old = {**TrainConfig(algo="smac").to_dict(), "rank": 8, "cg_damping": 0.1, "cg_iters": 10, "cg_max_kl": None,
+           "cg_line_search": False, "cg_backtrack_iters": 10}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # at their defaults: dropped silently
+        assert upgrade_saved_config(old) == TrainConfig(algo="smac").to_dict()
+    with pytest.warns(SavedConfigWarning, match=r"algo=smac sets rank=32, which that algorithm does not read"):
+        assert upgrade_saved_config({**old, "rank": 32}) == TrainConfig(algo="smac").to_dict()
+    with pytest.raises(ConfigError, match="rank is a woodbury setting"):
+        TrainConfig.from_dict(old)  # a config built today may not hold them
 
 
 def test_derived_fields():

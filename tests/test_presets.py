@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from natpg.config import Algo, ConfigError, TrainConfig
-from natpg.presets import load_preset, make_config, preset_env_ids, preset_extras, preset_names
+from natpg.config import Algo, CGSettings, ConfigError, SmacSettings, TrainConfig, WoodburySettings, algo_setting_names
+from natpg.presets import check_table, load_preset, make_config, preset_env_ids, preset_extras, preset_names
 
 # SPEC §4, transcribed independently of paper.toml: env → (α, SMAC η, SMAC λ, Adam η, SGD η, CG η)
 SPEC_TABLE = {
@@ -34,8 +34,9 @@ def test_preset_matches_spec_table(env_id):
         assert (cfg.env_id, cfg.algo.value, cfg.actor_lr, cfg.critic_lr) == (env_id, algo, eta, alpha)
         assert (cfg.n_steps, cfg.gamma, cfg.gae_lambda, cfg.max_episode_steps) == (1000, 0.99, 0.9, 1000)
         assert cfg.total_steps >= 500_000
-    assert make_config(env_id, "smac").damping == smac_lam
-    assert make_config(env_id, "ac-cg").cg_damping == 0.1 and make_config(env_id, "ac-cg").cg_iters == 10
+    assert make_config(env_id, "smac").algo_settings == SmacSettings(damping=smac_lam)
+    assert make_config(env_id, "woodbury").algo_settings == WoodburySettings(damping=smac_lam, rank=8)
+    assert make_config(env_id, "ac-cg").algo_settings == CGSettings(cg_damping=0.1, cg_iters=10)
 
 
 def test_budgets_follow_the_spec():
@@ -51,13 +52,13 @@ def test_short_names_and_ids_are_the_same_preset():
 
 def test_woodbury_inherits_smac_step_and_damping():
     w, s = make_config("Hopper-v5", "woodbury"), make_config("Hopper-v5", "smac")
-    assert (w.actor_lr, w.damping, w.algo) == (s.actor_lr, s.damping, Algo.WOODBURY)
+    assert (w.actor_lr, w.algo_settings.damping, w.algo) == (s.actor_lr, s.algo_settings.damping, Algo.WOODBURY)
 
 
 def test_overrides_field_by_field_with_strings_as_typed():
     cfg = make_config("CartPole-v1", "smac", 3, {"total_steps": "20_000", "damping": "0.5", "hidden_sizes": "32,32",
                                                  "normalize_advantages": "true", "batch_size": "10"})
-    assert (cfg.total_steps, cfg.damping, cfg.hidden_sizes, cfg.normalize_advantages, cfg.batch_size) == \
+    assert (cfg.total_steps, cfg.algo_settings.damping, cfg.hidden_sizes, cfg.normalize_advantages, cfg.batch_size) == \
         (20_000, 0.5, (32, 32), True, 10)
     assert cfg.actor_lr == 5e-3  # untouched fields keep the preset
 
@@ -130,3 +131,48 @@ def test_unknown_preset_set_is_refused():
         make_config("CartPole-v1", "smac", preset="papr")
     with pytest.raises(ConfigError, match=r"preset='x' is not a preset set"):
         TrainConfig(preset="x")
+
+
+# ----------------------------------------------------------------------------- each algorithm only its own settings
+
+def test_every_preset_gives_each_algorithm_only_the_settings_it_reads():
+    for env_id in SPEC_TABLE:
+        for algo in Algo:
+            preset = load_preset(env_id, algo)
+            others = [k for k in ("damping", "rank", "cg_damping", "cg_iters") if k in preset
+                      and k not in algo_setting_names(algo)]
+            assert not others, (env_id, algo.value, others)
+    assert load_preset("CartPole", "woodbury")["rank"] == 8 and "rank" not in load_preset("CartPole", "smac")
+
+
+@pytest.mark.parametrize("table,message", [
+    ({"common": {"rank": 8}}, r"x.toml \[common\] sets rank, a woodbury setting; put it under \[algos.woodbury\]"),
+    ({"algos": {"smac": {"cg_iters": 5}}}, r"x.toml \[algos.smac\] sets cg_iters, an ac-cg setting that smac does not"),
+    ({"envs": {"A": {"env_id": "A-v0", "damping": 0.1}}}, r"x.toml \[envs.A\] sets damping, a smac and woodbury"),
+    ({"envs": {"A": {"env_id": "A-v0", "ac-sgd": {"damping": 0.1}}}}, r"\[envs.A.ac-sgd\] sets damping"),
+    ({"common": {"dampng": 0.1}}, r"x.toml \[common\] sets 'dampng', which is no setting"),
+])
+def test_a_preset_file_with_a_setting_where_its_algorithm_does_not_read_it_is_refused(table, message):
+    with pytest.raises(ConfigError, match=message):
+        check_table("x.toml", table)
+
+
+def test_the_inferred_set_may_hold_every_common_setting_but_no_algorithms(monkeypatch):
+    import natpg.presets as presets
+
+    real = presets._load
+    reading = {"critic_epochs": 10, "critic_batch_size": 100, "batch_size": 100, "normalize_reward": True,
+               "actor_epochs": 2, "normalize_obs": True}
+    for common, ok in ((reading, True), ({**reading, "damping": 1.0}, False)):
+        monkeypatch.setattr(presets, "_load", lambda name, c=common: {"common": dict(c)} if name == "paper-inferred"
+                            else real(name))
+        presets._table.cache_clear()
+        try:
+            if ok:
+                cfg = make_config("CartPole-v1", "ac-sgd", preset="paper-inferred")
+                assert (cfg.batch_size, cfg.critic_epochs, cfg.actor_epochs) == (100, 10, 2)
+            else:
+                with pytest.raises(ConfigError, match=r"paper-inferred.toml \[common\] sets damping"):
+                    make_config("CartPole-v1", "smac", preset="paper-inferred")
+        finally:
+            presets._table.cache_clear()

@@ -50,14 +50,14 @@ def test_make_update_wraps_every_rule_and_smac_walks_its_own_minibatches(discret
     cfg = TrainConfig(algo="smac", n_steps=N, batch_size=3, actor_epochs=2)
     sched = make_update(cfg, tiny_actor(discrete))
     assert isinstance(sched, MiniBatchSchedule) and sched.batch_size is None and sched.rule.batch_size == 3
-    wood = make_update(TrainConfig(algo="woodbury", n_steps=N, rank=2, batch_size=6), tiny_actor(discrete))
+    wood = make_update(TrainConfig.from_dict({"algo": "woodbury", "n_steps": N, "rank": 2, "batch_size": 6}), tiny_actor(discrete))
     assert isinstance(wood.rule, WoodburyUpdate) and wood.batch_size == 6 and wood.epochs == 1
     # smac, two passes of B = 3: the same as four sequential SMAC steps per pass
     actor = tiny_actor(discrete)
     batch = tiny_batch(actor, N)
     by_hand = copy.deepcopy(actor)
     make_update(cfg.override(n_steps=N), actor).step(batch)
-    ref = ShermanMorrisonUpdate(by_hand, cfg.actor_lr, cfg.damping, None)
+    ref = ShermanMorrisonUpdate(by_hand, cfg.actor_lr, cfg.algo_settings.damping, None)
     for _ in range(2):
         for s in range(0, N, 3):
             ref.step(batch.slice(s, s + 3))

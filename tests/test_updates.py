@@ -282,10 +282,15 @@ def test_non_finite_step_is_skipped_and_parameters_unchanged(setup):
                                       (Algo.AC_ADAM, AdamUpdate), (Algo.AC_CG, NaturalCGUpdate),
                                       (Algo.WOODBURY, WoodburyUpdate)])
 def test_make_update_builds_the_configured_rule(algo, cls):
-    cfg = TrainConfig(algo=algo, actor_lr=0.02, damping=0.3, rank=4, batch_size=10 if algo is Algo.SMAC else None)
+    own = {Algo.SMAC: {"damping": 0.3}, Algo.WOODBURY: {"damping": 0.3, "rank": 4},
+           Algo.AC_CG: {"cg_damping": 0.2, "cg_iters": 3, "cg_max_kl": 0.01, "cg_line_search": True,
+                        "cg_backtrack_iters": 2}}.get(algo, {})
+    cfg = TrainConfig.from_dict({"algo": algo, "actor_lr": 0.02, "batch_size": 10 if algo is Algo.SMAC else None, **own})
     upd = make_update(cfg, tiny_actor(True, dtype=torch.float32))
     assert type(upd) is cls and upd.lr == 0.02
     if cls is ShermanMorrisonUpdate:
         assert upd.damping == 0.3 and upd.batch_size == 10
     if cls is WoodburyUpdate:
-        assert upd.rank == 4
+        assert upd.damping == 0.3 and upd.rank == 4
+    if cls is NaturalCGUpdate:
+        assert (upd.cg_damping, upd.cg_iters, upd.max_kl, upd.line_search, upd.backtrack_iters) == (0.2, 3, 0.01, True, 2)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import torch
 
-from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization
+from natpg.config import ConfigError, EnvBackend, TrainConfig, Vectorization, upgrade_saved_config
 from natpg.guards import NonFiniteState, non_finite_entries
 from natpg.runlog import write_atomic
 
@@ -67,7 +67,7 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any]) -> Path:
 
 
 def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
-    """Read the latest checkpoint of ``run_dir``.
+    """Read the latest checkpoint of ``run_dir`` (its config as :func:`natpg.config.upgrade_saved_config` reads it).
 
     Raises:
         ConfigError: the folder or its checkpoint does not exist, or the file is not a natpg checkpoint.
@@ -86,6 +86,8 @@ def load_checkpoint(run_dir: str | Path) -> dict[str, Any]:
         raise ConfigError(f"cannot read checkpoint {str(path)!r}: {exc}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise ConfigError(f"{str(path)!r} is not a natpg checkpoint of format {FORMAT_VERSION}")
+    if isinstance(state.get("config"), dict):  # a checkpoint written before the per-algorithm settings
+        state["config"] = upgrade_saved_config(state["config"])
     return state
 
 

@@ -55,7 +55,9 @@ def train(
     n_envs: Optional[int] = typer.Option(None, "--n-envs", show_default="1",
                                          help="Environment copies (T stays the same)."),
     settings: Optional[List[str]] = typer.Option(None, "--set", show_default="none",
-                                                 help="Override a config field: key=value (repeatable)."),
+                                                 help="Override a config field: key=value (repeatable). damping "
+                                                      "(smac, woodbury), rank (woodbury) and cg_* (ac-cg) are "
+                                                      "accepted only with their algorithm."),
     out: Optional[Path] = typer.Option(None, "--out", show_default="runs/ENV_ALGO_sSEED_TIME", help="Run folder."),
     overwrite: bool = typer.Option(False, "--overwrite", metavar="", show_default="off",
                                    help="Replace --out if it already holds files."),
@@ -228,16 +230,17 @@ def presets(
     from rich.console import Console
     from rich.table import Table
 
-    from natpg.presets import load_preset, preset_extras, preset_names
+    from natpg.presets import load_preset, preset_algos, preset_common, preset_extras, preset_names
 
     try:
         extras = preset_extras(preset)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    shared = load_preset(preset_names()[0], "smac", preset)
-    common = ", ".join(f"{k}={shared[k]}" for k in ("n_steps", "gamma", "gae_lambda", "max_episode_steps",
-                                                     "cg_damping", "cg_iters"))
-    table = Table(title=f"preset set {preset!r}: {common}" + (
+    common = ", ".join(f"{k}={v}" for k, v in preset_common("paper").items())
+    per_algo = "".join(f"; {algo}: " + ", ".join(f"{k}={v}" for k, v in values.items())
+                       + (" (η, λ: smac's)" if algo == "woodbury" else "")
+                       for algo, values in preset_algos(preset).items())
+    table = Table(title=f"preset set {preset!r}: {common}{per_algo}" + (
         "; adds " + ", ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""), title_justify="left")
     for column in ("env", "env id", "budget", "α critic_lr", "smac η", "smac λ", "ac-sgd η", "ac-adam η", "ac-cg η"):
         table.add_column(column, justify="left" if column.startswith("env") else "right")
@@ -311,7 +314,9 @@ _GRID_OPTS = dict(
     workers=typer.Option(None, "--workers", help="Runs at a time (default: the cores, or the Ray cluster's CPUs)."),
     backend=typer.Option("local", "--backend", help="local (process pool) or ray."),
     ray_address=typer.Option(None, "--ray-address", help="Existing Ray cluster (default: start a local one)."),
-    settings=typer.Option(None, "--set", help="Override a config field for every run: key=value (repeatable)."),
+    settings=typer.Option(None, "--set", help="Override a config field for every run: key=value (repeatable); "
+                                              "damping, rank and cg_* only when every algorithm of the grid "
+                                              "reads them."),
     quiet=typer.Option(False, "--quiet", metavar="", help="No live display."),
     run_timeout=typer.Option(None, "--run-timeout", show_default="no limit",
                              help="Seconds one attempt of one run may take before it is killed and retried."),

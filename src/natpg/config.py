@@ -1,14 +1,24 @@
-"""The one typed configuration of a training run, validated up front."""
+"""The one typed configuration of a training run, validated up front.
+
+:class:`TrainConfig` holds the settings every actor-update rule shares; the settings only one
+rule reads live in that rule's own section (:class:`SmacSettings`, :class:`WoodburySettings`,
+:class:`CGSettings`, :class:`SGDSettings`, :class:`AdamSettings`), held in
+``TrainConfig.algo_settings`` and validated on their own. Flat, the form of ``--set``,
+:meth:`TrainConfig.from_dict` and ``config.json``, names each field once: the common fields and
+the algorithm's own, and nothing of another algorithm.
+"""
 
 from __future__ import annotations
 
 import difflib
 import enum
+import functools
 import json
 import math
 import typing
-from dataclasses import asdict, dataclass, field, fields, replace
-from typing import Any
+import warnings
+from dataclasses import dataclass, fields, replace
+from typing import Any, ClassVar, Mapping
 
 
 SEED_MAX = 2**32 - 1
@@ -52,13 +62,134 @@ class Vectorization(str, enum.Enum):
     ASYNC = "async"
 
 
+# --------------------------------------------------------------------------- the algorithms' own settings
+
+@dataclass(frozen=True)
+class AlgoSettings:
+    """The settings one actor-update rule reads beyond the common ones: one frozen subclass per algorithm.
+
+    A section checks its own fields when it is created (:class:`ConfigError` naming the field) and,
+    through :meth:`check_against`, what it needs of the common settings (woodbury's rank against
+    its mini-batch). Its field names are the flat names of ``--set`` and ``config.json``.
+    """
+
+    algo: ClassVar[Algo]
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        self._check_values()
+
+    def _check_values(self) -> None:
+        """Range checks of the section's own fields (none by default)."""
+
+    def check_against(self, cfg: "TrainConfig") -> None:
+        """Checks against the common settings of ``cfg`` (none by default)."""
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The flat names of this section's fields."""
+        return tuple(f.name for f in fields(cls))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as a plain JSON-able dict."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class SGDSettings(AlgoSettings):
+    """ac-sgd reads no settings of its own: its step is ``η g`` with the common ``actor_lr``."""
+
+    algo: ClassVar[Algo] = Algo.AC_SGD
+
+
+@dataclass(frozen=True)
+class AdamSettings(AlgoSettings):
+    """ac-adam reads no settings of its own: Adam's lr is the common ``actor_lr`` (torch's other defaults)."""
+
+    algo: ClassVar[Algo] = Algo.AC_ADAM
+
+
+@dataclass(frozen=True)
+class SmacSettings(AlgoSettings):
+    """smac's own settings (docs/method.md §2)."""
+
+    algo: ClassVar[Algo] = Algo.SMAC
+    damping: float = 0.1
+    """λ > 0: damping of the rank-1 empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``."""
+
+    def _check_values(self) -> None:
+        _positive(self, "damping")
+
+
+@dataclass(frozen=True)
+class WoodburySettings(AlgoSettings):
+    """woodbury's own settings (docs/method.md §2); its mini-batch must hold at least ``rank`` samples."""
+
+    algo: ClassVar[Algo] = Algo.WOODBURY
+    damping: float = 0.1
+    """λ > 0: damping of the rank-k empirical Fisher ``λI + UUᵀ``."""
+    rank: int = 8
+    """k >= 1: each mini-batch is split into k groups whose mean scores form U."""
+
+    def _check_values(self) -> None:
+        _positive(self, "damping")
+        _at_least_one(self, "rank")
+
+    def check_against(self, cfg: "TrainConfig") -> None:
+        m = cfg.actor_batch_size
+        _require(self.rank <= m, f"rank={self.rank} must be <= the actor's mini-batch size "
+                                 f"({'batch_size' if cfg.batch_size is not None else 'n_steps (T)'} = {m})")
+
+
+@dataclass(frozen=True)
+class CGSettings(AlgoSettings):
+    """ac-cg's own settings (docs/method.md §2)."""
+
+    algo: ClassVar[Algo] = Algo.AC_CG
+    cg_damping: float = 0.1
+    """λ_cg > 0 added to the Fisher."""
+    cg_iters: int = 10
+    """Conjugate-gradient iterations."""
+    cg_max_kl: float | None = None
+    """Scale the step to this KL (TRPO rule) instead of using ``actor_lr``. ``None``: off."""
+    cg_line_search: bool = False
+    """Backtrack until the surrogate improves (and KL ≤ 1.5·cg_max_kl if set). Off by default."""
+    cg_backtrack_iters: int = 10
+    """Halvings the line search tries before it restores the old parameters."""
+
+    def _check_values(self) -> None:
+        _positive(self, "cg_damping")
+        for name in ("cg_iters", "cg_backtrack_iters"):
+            _at_least_one(self, name)
+        if self.cg_max_kl is not None:
+            _require(math.isfinite(self.cg_max_kl) and self.cg_max_kl > 0,
+                     f"cg_max_kl={self.cg_max_kl!r} must be > 0 or None")
+
+
+ALGO_SETTINGS: dict[Algo, type[AlgoSettings]] = {
+    s.algo: s for s in (SmacSettings, SGDSettings, AdamSettings, CGSettings, WoodburySettings)}
+"""The section class of each algorithm."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Every setting of one actor-critic training run (docs/method.md §2–§4).
 
     Build it from a preset with :func:`natpg.presets.make_config`, or directly.
     All values are checked when the object is created; a bad one raises
-    :class:`ConfigError` naming the field, the value and what is allowed.
+    :class:`ConfigError` naming the field, the value and what is allowed. The settings only
+    ``algo`` reads are its section, ``algo_settings``; flat, they sit beside the common ones.
+
+    Example:
+        >>> cfg = TrainConfig.from_dict({"algo": "woodbury", "rank": 4})
+        >>> cfg.algo_settings
+        WoodburySettings(damping=0.1, rank=4)
+        >>> cfg.to_dict()["rank"], "cg_iters" in cfg.to_dict()
+        (4, False)
+        >>> TrainConfig.from_dict({"algo": "smac", "rank": 4})
+        Traceback (most recent call last):
+        ...
+        natpg.config.ConfigError: rank is a woodbury setting; algo=smac does not read it (its settings: damping)
     """
 
     env_id: str = "CartPole-v1"
@@ -91,26 +222,16 @@ class TrainConfig:
     (one full-batch step when ``critic_batch_size`` is ``None``). 1 is the literal reading."""
     critic_batch_size: int | None = None
     """Critic mini-batch size; each pass draws a fresh random permutation of the T samples. ``None``: full batch."""
-    damping: float = 0.1
-    """λ: damping of the empirical Fisher for smac and woodbury."""
     batch_size: int | None = None
     """M (B for smac): the actor's mini-batch size, for every rule. The T samples are walked in T/M
     consecutive mini-batches in time order, one update of the rule each, at the current θ. ``None`` means
     M = T (one actor update per pass, the literal reading); for smac, 1 is the paper's Algorithm 1."""
     actor_epochs: int = 1
     """E: passes of the actor over the batch per iteration (each walks the T/M mini-batches)."""
-    rank: int = 8
-    """k for woodbury: the batch is split into k groups whose mean scores form U."""
-    cg_damping: float = 0.1
-    """λ_cg added to the Fisher in ac-cg."""
-    cg_iters: int = 10
-    """Conjugate-gradient iterations for ac-cg."""
-    cg_max_kl: float | None = None
-    """ac-cg option: scale the step to this KL (TRPO rule) instead of using ``actor_lr``. Off by default."""
-    cg_line_search: bool = False
-    """ac-cg option: backtrack until the surrogate improves (and KL ≤ cg_max_kl if set). Off by default."""
-    cg_backtrack_iters: int = 10
-    """Halvings tried by the ac-cg line search before it restores the old parameters."""
+    algo_settings: AlgoSettings | None = None
+    """The settings only ``algo`` reads: its section (:data:`ALGO_SETTINGS`), e.g.
+    ``WoodburySettings(damping=0.1, rank=8)``. ``None`` gives that algorithm's defaults; after
+    construction it always holds ``algo``'s section, and another algorithm's is an error."""
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Hidden layer widths of both MLPs (tanh)."""
     log_std_init: float = 0.0
@@ -143,7 +264,22 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _coerce_enums(self)
+        section = ALGO_SETTINGS[self.algo]
+        if self.algo_settings is None:
+            object.__setattr__(self, "algo_settings", section())
+        elif type(self.algo_settings) is not section:
+            given = self.algo_settings
+            name = type(given).__name__
+            owner = f"{given.algo.value}'s section" if isinstance(given, AlgoSettings) else "not a section"
+            raise ConfigError(f"algo_settings={name} is {owner}; algo={self.algo.value} takes {section.__name__}")
         _validate(self)
+        self._settings.check_against(self)
+
+    @property
+    def _settings(self) -> AlgoSettings:
+        """``algo_settings``, never ``None`` (it is filled in when the config is created)."""
+        assert self.algo_settings is not None
+        return self.algo_settings
 
     @property
     def steps_per_env(self) -> int:
@@ -161,31 +297,125 @@ class TrainConfig:
         return self.n_steps if self.batch_size is None else self.batch_size
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-able dict (enums as their values, tuples as lists)."""
-        out = asdict(self)
-        for k, v in out.items():
-            if isinstance(v, enum.Enum):
-                out[k] = v.value
+        """The flat, JSON-able form (enums as their values, tuples as lists): the common fields with
+        the algorithm's own in place of ``algo_settings``."""
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name == "algo_settings":
+                out.update(self._settings.to_dict())
+            elif isinstance(v, enum.Enum):
+                out[f.name] = v.value
             elif isinstance(v, tuple):
-                out[k] = list(v)
+                out[f.name] = list(v)
+            else:
+                out[f.name] = v
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error."""
-        names = {f.name for f in fields(cls)}
-        unknown = [k for k in data if k not in names]
-        if unknown:
-            raise ConfigError(_unknown_key_message(unknown[0]))
-        return cls(**{k: _coerce_value(k, v) for k, v in data.items()})
+    def from_dict(cls, data: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of :meth:`to_dict` (values may be strings as typed on a command line).
+
+        Raises:
+            ConfigError: a key is unknown, or is another algorithm's setting (naming it).
+        """
+        algo = Algo.parse(data.get("algo", cls.algo))
+        section = ALGO_SETTINGS[algo]
+        own = section.field_names()
+        common: dict[str, Any] = {}
+        settings: dict[str, Any] = {}
+        for k, v in data.items():
+            if k in own:
+                settings[k] = _coerce_value(k, v)
+            elif k in COMMON_FIELDS:
+                common[k] = _coerce_value(k, v)
+            elif k in _SECTION_FIELDS:
+                raise ConfigError(_foreign_key_message(k, algo))
+            else:
+                raise ConfigError(_unknown_key_message(k))
+        return cls(**common, algo_settings=section(**settings))
 
     def override(self, **changes: Any) -> "TrainConfig":
-        """A copy with some fields changed (values are coerced and validated)."""
-        names = {f.name for f in fields(self)}
+        """A copy with some fields changed, by their flat names (values are coerced and validated).
+
+        A new ``algo`` keeps the settings of the old section that it reads too (smac's ``damping``
+        for woodbury) and its own defaults for the rest; ``algo_settings=`` replaces the section.
+        """
+        section = changes.pop("algo_settings", None)
+        flat = self.to_dict()
+        if "algo" in changes and Algo.parse(changes["algo"]) is not self.algo:
+            keep = ALGO_SETTINGS[Algo.parse(changes["algo"])].field_names()
+            flat = {k: v for k, v in flat.items() if k in COMMON_FIELDS or k in keep}
         for k in changes:
-            if k not in names:
+            if k not in COMMON_FIELDS and k not in _SECTION_FIELDS:
                 raise ConfigError(_unknown_key_message(k))
-        return replace(self, **{k: _coerce_value(k, v) for k, v in changes.items()})
+        cfg = TrainConfig.from_dict({**flat, **changes})
+        return cfg if section is None else replace(cfg, algo_settings=section)
+
+
+COMMON_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrainConfig) if f.name != "algo_settings")
+"""The settings every algorithm reads (and the run's bookkeeping: env, algorithm, preset, seed, ...)."""
+_SECTION_FIELDS: dict[str, tuple[Algo, ...]] = {}
+"""Each flat name of a section field and the algorithms that read it."""
+for _algo, _section in ALGO_SETTINGS.items():
+    for _name in _section.field_names():
+        _SECTION_FIELDS[_name] = (*_SECTION_FIELDS.get(_name, ()), _algo)
+
+
+def field_names() -> list[str]:
+    """Every flat setting name: the common fields, then each section's (once each)."""
+    return [*COMMON_FIELDS, *_SECTION_FIELDS]
+
+
+def algo_setting_names(algo: str | Algo) -> tuple[str, ...]:
+    """The flat names of the settings only ``algo`` reads (its section's fields)."""
+    return ALGO_SETTINGS[Algo.parse(algo)].field_names()
+
+
+def algos_reading(key: str) -> tuple[Algo, ...]:
+    """The algorithms whose own section holds ``key`` (none for a common setting or an unknown name)."""
+    return _SECTION_FIELDS.get(key, ())
+
+
+def whose_setting(key: str) -> str:
+    """``key``'s owners in words, e.g. ``'a smac and woodbury setting'`` (for one-line messages)."""
+    owners = " and ".join(a.value for a in algos_reading(key))
+    return f"{'an' if owners[:1] in tuple('aeiou') else 'a'} {owners} setting"
+
+
+def _foreign_key_message(key: str, algo: Algo) -> str:
+    own = algo_setting_names(algo)
+    its = f"its settings: {', '.join(own)}" if own else "it has no settings of its own"
+    return f"{key} is {whose_setting(key)}; algo={algo.value} does not read it ({its})"
+
+
+class SavedConfigWarning(UserWarning):
+    """A saved config set another algorithm's field away from its default; it was dropped on reading."""
+
+
+def upgrade_saved_config(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A config saved by any natpg version (``config.json``, a checkpoint's or a summary's) in the form
+    this version writes, so that it loads and compares equal to the same config planned today.
+
+    Runs written before the settings were split by algorithm recorded every algorithm's fields.
+    The fields ``data``'s algorithm does not read are dropped: silently when at their default,
+    otherwise with a :class:`SavedConfigWarning` (the run never read them, so dropping them changes
+    nothing it did). A dict whose ``algo`` is missing or unknown is returned as it is.
+    """
+    try:
+        own = algo_setting_names(data["algo"])
+    except (KeyError, ConfigError):
+        return dict(data)
+    out: dict[str, Any] = {}
+    for k, v in data.items():
+        if k in _SECTION_FIELDS and k not in own:
+            default = getattr(ALGO_SETTINGS[_SECTION_FIELDS[k][0]](), k)
+            if v != default:
+                warnings.warn(f"a saved config of algo={data['algo']} sets {k}={v!r}, which that algorithm does "
+                              f"not read; dropped", SavedConfigWarning, stacklevel=2)
+            continue
+        out[k] = v
+    return out
 
 
 # --------------------------------------------------------------------------- coercion
@@ -194,14 +424,14 @@ _HINTS: dict[str, Any] | None = None
 
 
 def _hints() -> dict[str, Any]:
+    """The type of every flat setting (the common fields' and the sections')."""
     global _HINTS
     if _HINTS is None:
-        _HINTS = typing.get_type_hints(TrainConfig)
+        hints = {k: v for k, v in _type_hints(TrainConfig).items() if k in COMMON_FIELDS}
+        for section in ALGO_SETTINGS.values():
+            hints.update({k: v for k, v in _type_hints(section).items() if k in section.field_names()})
+        _HINTS = hints
     return _HINTS
-
-
-def field_names() -> list[str]:
-    return [f.name for f in fields(TrainConfig)]
 
 
 def _unknown_key_message(key: str) -> str:
@@ -305,17 +535,27 @@ def _require(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _positive(cfg: TrainConfig, name: str) -> None:
-    v = getattr(cfg, name)
+def _positive(obj: Any, name: str) -> None:
+    v = getattr(obj, name)
     _require(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0,
              f"{name}={v!r} must be a finite number > 0")
 
 
-def _validate(cfg: TrainConfig) -> None:
-    # Types first, so later comparisons cannot raise TypeError.
-    for f in fields(cfg):
-        v = getattr(cfg, f.name)
-        hint = _hints()[f.name]
+def _at_least_one(obj: Any, name: str) -> None:
+    _require(getattr(obj, name) >= 1, f"{name}={getattr(obj, name)!r} must be an integer >= 1")
+
+
+@functools.lru_cache(maxsize=None)
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _check_types(obj: Any) -> None:
+    """Each plain int, float, str and bool field of the dataclass ``obj`` holds that type."""
+    hints = _type_hints(type(obj))
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        hint = hints[f.name]
         if hint is int and (isinstance(v, bool) or not isinstance(v, int)):
             raise ConfigError(f"{f.name}={v!r} must be an integer")
         if hint is float and (isinstance(v, bool) or not isinstance(v, (int, float))):
@@ -325,11 +565,15 @@ def _validate(cfg: TrainConfig) -> None:
         if hint is bool and not isinstance(v, bool):
             raise ConfigError(f"{f.name}={v!r} must be true or false")
 
-    for name in ("actor_lr", "critic_lr", "damping", "cg_damping"):
+
+def _validate(cfg: TrainConfig) -> None:
+    """The common fields; the algorithm's section checks its own (:meth:`AlgoSettings.check_against`)."""
+    _check_types(cfg)  # types first, so later comparisons cannot raise TypeError
+    for name in ("actor_lr", "critic_lr"):
         _positive(cfg, name)
-    for name in ("total_steps", "n_steps", "n_envs", "critic_epochs", "actor_epochs", "rank", "cg_iters", "cg_backtrack_iters",
-                 "torch_threads", "max_consecutive_skips"):
-        _require(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)!r} must be an integer >= 1")
+    for name in ("total_steps", "n_steps", "n_envs", "critic_epochs", "actor_epochs", "torch_threads",
+                 "max_consecutive_skips"):
+        _at_least_one(cfg, name)
     _require(0 <= cfg.seed <= SEED_MAX, f"seed={cfg.seed!r} must be an integer >= 0 and <= {SEED_MAX} (2**32 - 1)")
     for name in ("checkpoint_every", "eval_every"):
         _require(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)!r} must be an integer >= 0 (0 = off)")
@@ -342,8 +586,6 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.max_episode_steps is not None:
         _require(isinstance(cfg.max_episode_steps, int) and cfg.max_episode_steps >= 1,
                  f"max_episode_steps={cfg.max_episode_steps!r} must be an integer >= 1 or None")
-    if cfg.cg_max_kl is not None:
-        _require(math.isfinite(cfg.cg_max_kl) and cfg.cg_max_kl > 0, f"cg_max_kl={cfg.cg_max_kl!r} must be > 0 or None")
     _require(len(cfg.hidden_sizes) >= 1 and all(isinstance(h, int) and h >= 1 for h in cfg.hidden_sizes),
              f"hidden_sizes={cfg.hidden_sizes!r} must be one or more positive integers")
     _require(cfg.n_steps % cfg.n_envs == 0,
@@ -357,10 +599,6 @@ def _validate(cfg: TrainConfig) -> None:
         _require(1 <= cfg.critic_batch_size <= cfg.n_steps and cfg.n_steps % cfg.critic_batch_size == 0,
                  f"critic_batch_size = {cfg.critic_batch_size} must divide n_steps (T) = {cfg.n_steps}; "
                  f"allowed: {_divisors(cfg.n_steps)} or None (full batch)")
-    if cfg.algo is Algo.WOODBURY:
-        m = cfg.actor_batch_size
-        _require(cfg.rank <= m, f"rank={cfg.rank} must be <= the actor's mini-batch size "
-                                f"({'batch_size' if cfg.batch_size is not None else 'n_steps (T)'} = {m})")
     _require(bool(cfg.env_id.strip()), "env_id must not be empty")
     _require(cfg.preset in ("", "paper", "paper-inferred"),
              f"preset={cfg.preset!r} is not a preset set; allowed: paper, paper-inferred or empty")

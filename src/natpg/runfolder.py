@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from natpg.checkpoint import CHECKPOINT_DIR
-from natpg.config import ConfigError
+from natpg.config import ConfigError, upgrade_saved_config
 from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, ERROR_FILE, EVAL_FILE, ITERATIONS_FILE, SUMMARY_FILE,
                           SYSTEM_FILE, TENSORBOARD_DIR)
 
@@ -150,7 +150,10 @@ def read_json_file(path: str | Path) -> Any:
 
 
 def read_config(run_dir: str | Path) -> dict[str, Any] | None:
-    """The run's ``config.json`` as a dict, ``None`` if absent.
+    """The run's ``config.json`` as a dict in the form this natpg writes, ``None`` if absent.
+
+    A file written before the settings were split by algorithm holds every algorithm's fields; the
+    ones its algorithm does not read are dropped (:func:`natpg.config.upgrade_saved_config`).
 
     Raises:
         ConfigError: the file is damaged or is not a natpg config.
@@ -160,7 +163,7 @@ def read_config(run_dir: str | Path) -> dict[str, Any] | None:
     if data is not None and not (isinstance(data, dict) and all(k in data for k in _CONFIG_KEYS)):
         raise ConfigError(f"{str(path)!r} is damaged (not a natpg config: it needs {', '.join(_CONFIG_KEYS)}); "
                           f"move it away or restore it")
-    return data
+    return None if data is None else upgrade_saved_config(data)
 
 
 def is_run_folder(run_dir: str | Path) -> bool:
@@ -243,7 +246,10 @@ def finished_at(run_dir: str | Path, config: dict[str, Any] | None = None) -> bo
 
 
 def summary_matches(summary: dict[str, Any], config: dict[str, Any]) -> bool:
-    """Whether ``summary`` was written by a run of ``config`` that spent its budget."""
+    """Whether ``summary`` was written by a run of ``config`` that spent its budget (both configs as
+    :func:`natpg.config.upgrade_saved_config` reads them)."""
+    if isinstance(summary.get("config"), dict):
+        return upgrade_saved_config(summary["config"]) == upgrade_saved_config(config)
     if "config" in summary:
         return summary["config"] == config
     step = summary.get("global_step")

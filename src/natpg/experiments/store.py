@@ -5,9 +5,10 @@ A grid writes one run folder per (env, variant, seed) under its output folder::
     OUT/<env_id>/<variant>/seed<seed>/   config.json, episodes.csv, iterations.csv, summary.json
                                          (+ error.json if the run raised)
 
-The *variant* is the algorithm, plus the SMAC mini-batch size when one was set
-(``smac-B1``), so the batch-size ablation's two SMAC forms get separate folders
-and labels. Everything here reads only the files that :func:`natpg.train`
+The *variant* is the algorithm, plus each setting of its actor update that differs from the preset
+for the run's env and algorithm (:func:`variant_label`: ``smac-B1``, ``woodbury-k32``,
+``smac-damping=0.3``), so the batch-size ablation's two SMAC forms, or the points of a rank or
+damping sweep, get separate folders and labels. Everything here reads only the files that :func:`natpg.train`
 writes (see :mod:`natpg.runlog`), so a report can be made from the folders alone.
 
 A run is *finished* when its ``summary.json`` exists (the trainer writes it last) and records
@@ -17,45 +18,83 @@ with ``natpg train --resume --steps N`` is unfinished until it reaches N.
 
 from __future__ import annotations
 
+import json
 import traceback
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from natpg.config import ConfigError
+from natpg.config import ConfigError, upgrade_saved_config
 from natpg.runlog import CONFIG_FILE, EPISODES_FILE, ERROR_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_json_atomic
 
 
-_VARIANT_FIELDS = (("batch_size", "B"), ("actor_epochs", "E"))
-"""Schedule fields that name a variant of an algorithm when they differ from the preset set's value."""
+_SHORT_NAMES = {"batch_size": "B", "actor_epochs": "E", "rank": "k"}
+"""Label parts written short, first and in this order (``smac-B1``, ``woodbury-k32``)."""
+
+
+def label_fields() -> list[str]:
+    """The settings a run label names when they differ from the preset: what the actor-update rule reads
+    (the mini-batch schedule, ``actor_lr``, ``ent_coef`` and every algorithm's own section)."""
+    from natpg.config import COMMON_FIELDS, field_names
+
+    own = [k for k in field_names() if k not in COMMON_FIELDS and k not in _SHORT_NAMES]
+    return [*_SHORT_NAMES, "actor_lr", "ent_coef", *own]
 
 
 def variant_label(config: dict[str, Any]) -> str:
-    """The name a run is grouped under in tables and plots: the algorithm, plus the schedule fields
-    (``B`` = batch_size, ``E`` = actor_epochs, and ``k`` = rank for woodbury) that differ from the
-    preset set the run was built from.
+    """The name a run is grouped under in tables, plots and grid folders: the algorithm, plus each
+    setting of the actor update (:func:`label_fields`) that differs from the preset for the run's env
+    and algorithm in its preset set.
+
+    ``batch_size``, ``actor_epochs`` and ``rank`` are written ``B``, ``E`` and ``k`` (first, in that
+    order), any other as ``name=value``. Settings of the rest of the run (critic, rollout, networks,
+    normalisation) are the same across a grid and are not named. A config saved by an older natpg is
+    read as :func:`natpg.config.upgrade_saved_config` reads it.
 
     Example:
-        >>> variant_label({"algo": "smac", "batch_size": None})
+        >>> variant_label({"env_id": "CartPole-v1", "algo": "smac", "batch_size": None})
         'smac'
-        >>> variant_label({"algo": "smac", "batch_size": 1})
-        'smac-B1'
-        >>> variant_label({"algo": "woodbury", "rank": 32})
+        >>> variant_label({"env_id": "CartPole-v1", "algo": "smac", "batch_size": 1, "damping": 0.3})
+        'smac-B1-damping=0.3'
+        >>> variant_label({"env_id": "CartPole-v1", "algo": "woodbury", "rank": 32})
         'woodbury-k32'
     """
-    from natpg.presets import preset_common
-
+    config = upgrade_saved_config(config)
     algo = str(config["algo"])
-    common = preset_common(str(config.get("preset") or "paper"))
-    fields = _VARIANT_FIELDS + ((("rank", "k"),) if algo == "woodbury" else ())
+    preset = _preset_config(str(config["env_id"]), algo, str(config.get("preset") or "paper"))
     parts = [algo]
-    for name, short in fields:
-        value, default = config.get(name), common.get(name, 1 if name == "actor_epochs" else None)
-        if value is not None and value != default:
-            parts.append(f"{short}{int(value)}")
-    return "-".join(parts)
+    for name in label_fields():
+        if name in config and config[name] != preset.get(name):
+            value = _label_value(config[name])
+            parts.append(f"{_SHORT_NAMES[name]}{value}" if name in _SHORT_NAMES else f"{name}={value}")
+    return path_safe("-".join(parts))
+
+
+@lru_cache(maxsize=None)
+def _preset_config_cached(env_id: str, algo: str, preset: str) -> str:
+    from natpg.presets import make_config
+    from natpg.runfolder import canonical
+
+    return json.dumps(canonical(make_config(env_id, algo, 0, preset=preset).to_dict()))
+
+
+def _preset_config(env_id: str, algo: str, preset: str) -> dict[str, Any]:
+    """The flat config the preset set gives ``env_id`` × ``algo`` (as it reads back from JSON)."""
+    return dict(json.loads(_preset_config_cached(env_id, algo, preset)))
+
+
+def _label_value(value: Any) -> str:
+    """``value`` as a label writes it: numbers as Python prints them (floats round-trip), lists as ``64x64``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    if isinstance(value, (list, tuple)):
+        return "x".join(_label_value(v) for v in value)
+    return str(value)
 
 
 def path_safe(name: str) -> str:
@@ -154,9 +193,10 @@ def read_run(run_dir: Path) -> RunRecord:
     config = read_json(run_dir / CONFIG_FILE)
     error = read_json(run_dir / ERROR_FILE)
     if config is None and error is not None and error.get("spec"):
-        config = error["spec"]  # the run raised before the trainer wrote its config
+        config = _planned_config(error["spec"])  # the run raised before the trainer wrote its config
     if config is None:
         raise ConfigError(f"{str(run_dir)!r} is not a natpg run folder (no {CONFIG_FILE})")
+    config = upgrade_saved_config(config)
     missing = [k for k in ("env_id", "algo", "seed", "total_steps") if k not in config]
     if missing:
         raise ConfigError(f"{str(run_dir / CONFIG_FILE)!r} is damaged: it lacks {', '.join(missing)}")
@@ -165,6 +205,19 @@ def read_run(run_dir: Path) -> RunRecord:
         seed=int(config["seed"]), total_steps=int(config["total_steps"]), config=config,
         summary=read_json(run_dir / SUMMARY_FILE), error=None if error is None else str(error.get("error")),
     )
+
+
+def _planned_config(spec: dict[str, Any]) -> dict[str, Any]:
+    """The config a grid run's spec (``error.json``) asked for; the spec itself if it no longer builds one."""
+    from natpg.presets import make_config
+    from natpg.runfolder import canonical
+
+    try:
+        cfg = make_config(spec["env"], spec["algo"], int(spec["seed"]), spec.get("overrides") or {},
+                          preset=spec.get("preset", "paper"))
+    except (ConfigError, KeyError, TypeError, ValueError):
+        return spec
+    return canonical(cfg.to_dict())
 
 
 def find_runs(root: Path) -> list[RunRecord]:

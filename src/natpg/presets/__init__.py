@@ -5,9 +5,13 @@
 * ``paper-inferred`` (``paper-inferred.toml``): the same table plus one reading of what the
   paper leaves unsaid, adopted for all tasks and algorithms by the study in ``docs/fidelity.md``.
 
+A preset file gives each algorithm only its own settings: ``[common]`` (and an env's own keys)
+hold what every algorithm reads, ``[algos.ALGO]`` and an env's ``ALGO`` entry what only ALGO reads
+(:func:`check_table` refuses anything else, naming the table).
+
 Example:
     >>> cfg = make_config("CartPole-v1", "smac", seed=3, overrides={"total_steps": 20_000})
-    >>> (cfg.actor_lr, cfg.damping, cfg.critic_lr, cfg.total_steps, cfg.preset)
+    >>> (cfg.actor_lr, cfg.algo_settings.damping, cfg.critic_lr, cfg.total_steps, cfg.preset)
     (0.005, 0.1, 0.001, 20000, 'paper')
 """
 
@@ -19,7 +23,8 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
 
-from natpg.config import Algo, ConfigError, TrainConfig
+from natpg.config import (COMMON_FIELDS, Algo, ConfigError, TrainConfig, algo_setting_names, algos_reading, field_names,
+                          whose_setting)
 
 _ALGO_KEYS = {a.value for a in Algo}
 PRESET_SETS = ("paper", "paper-inferred")
@@ -46,9 +51,9 @@ def _load(name: str) -> dict[str, Any]:
 @lru_cache(maxsize=None)
 def _table(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
     """The preset set as one table: ``paper.toml``, with ``paper-inferred.toml``'s ``[common]`` on top."""
-    table = _load("paper")
+    table = check_table("paper.toml", _load("paper"))
     if check_preset(preset) != "paper":
-        extra = _load(preset)
+        extra = check_table(f"{preset}.toml", _load(preset))
         unknown = set(extra) - {"common"}
         if unknown:  # the inferred set is one global reading: no per-env or per-algorithm entries
             raise AssertionError(f"{preset}.toml may only hold [common], found {sorted(unknown)}")
@@ -56,9 +61,45 @@ def _table(preset: str = DEFAULT_PRESET) -> dict[str, Any]:
     return table
 
 
+def check_table(name: str, table: dict[str, Any]) -> dict[str, Any]:
+    """``table`` (a preset file as loaded) if each of its tables holds only settings its algorithms read.
+
+    Raises:
+        ConfigError: naming the file, the table and the setting that does not belong there.
+    """
+    def check(where: str, keys: Any, algo: str | None) -> None:
+        own = algo_setting_names(algo) if algo is not None else ()
+        for key in keys:
+            if key in COMMON_FIELDS or key in own:
+                continue
+            if key not in field_names():
+                raise ConfigError(f"{name} [{where}] sets {key!r}, which is no setting")
+            owner = algos_reading(key)[0].value
+            raise ConfigError(f"{name} [{where}] sets {key}, {whose_setting(key)}"
+                              f"{f' that {algo} does not read' if algo else ''}; put it under "
+                              f"[algos.{owner}] or an env's {owner} entry")
+
+    check("common", table.get("common", {}), None)
+    for algo, entry in table.get("algos", {}).items():
+        check(f"algos.{Algo.parse(algo).value}", entry, algo)
+    for env, entry in table.get("envs", {}).items():
+        check(f"envs.{env}", [k for k in entry if k not in _ALGO_KEYS], None)
+        for algo in _ALGO_KEYS & set(entry):
+            fallback = algo == Algo.SMAC.value and Algo.WOODBURY.value not in entry  # woodbury reuses it
+            check(f"envs.{env}.{algo}", entry[algo], algo)
+            if fallback:
+                check(f"envs.{env}.{algo} (woodbury reuses it)", entry[algo], Algo.WOODBURY.value)
+    return table
+
+
 def preset_common(preset: str) -> dict[str, Any]:
     """The settings a preset set gives every env and algorithm (``[common]``, the reading included)."""
     return dict(_table(check_preset(preset))["common"])
+
+
+def preset_algos(preset: str) -> dict[str, dict[str, Any]]:
+    """The settings a preset set gives one algorithm on every env (``[algos.ALGO]``), by algorithm."""
+    return {Algo.parse(a).value: dict(v) for a, v in _table(check_preset(preset)).get("algos", {}).items()}
 
 
 def preset_extras(preset: str) -> dict[str, Any]:
@@ -90,7 +131,8 @@ def has_preset(env: str) -> bool:
 
 
 def load_preset(env: str, algo: str | Algo, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
-    """The settings of preset set ``preset`` for ``env`` (short name or id) and ``algo`` as a flat dict.
+    """The settings of preset set ``preset`` for ``env`` (short name or id) and ``algo`` as a flat dict:
+    ``[common]``, then ``[algos.ALGO]``, the env's own keys and its ``ALGO`` entry on top.
 
     Raises:
         ConfigError: ``env`` has no preset, ``algo`` or ``preset`` is unknown.
@@ -105,6 +147,7 @@ def load_preset(env: str, algo: str | Algo, preset: str = DEFAULT_PRESET) -> dic
         raise ConfigError(f"no preset for env {env!r}{hint} (presets: {', '.join(preset_env_ids())})")
     _, entry = found
     out: dict[str, Any] = dict(table["common"])
+    out.update(table.get("algos", {}).get(algo.value, {}))
     out.update({k: v for k, v in entry.items() if k not in _ALGO_KEYS})
     algo_key = algo.value
     if algo is Algo.WOODBURY and algo_key not in entry:

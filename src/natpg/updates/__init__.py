@@ -16,7 +16,7 @@ algo           update                                      class
 
 from __future__ import annotations
 
-from natpg.config import Algo, TrainConfig
+from natpg.config import AdamSettings, Algo, CGSettings, SGDSettings, SmacSettings, TrainConfig, WoodburySettings
 from natpg.policies import Actor
 from natpg.updates.adam import AdamUpdate
 from natpg.updates.base import ActorBatch, ActorUpdate, ScoreRule, UpdateInfo
@@ -43,17 +43,19 @@ def make_update(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
 
 
 def _make_rule(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
-    if cfg.algo is Algo.AC_SGD:
+    """The bare rule, from the common settings and ``cfg.algo_settings``, the section of the algorithm."""
+    s = cfg.algo_settings
+    if isinstance(s, SGDSettings):
         return SGDUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef)
-    if cfg.algo is Algo.AC_ADAM:
+    if isinstance(s, AdamSettings):
         return AdamUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef)
-    if cfg.algo is Algo.AC_CG:
-        return NaturalCGUpdate(actor, cfg.actor_lr, cfg.cg_damping, cfg.cg_iters, cfg.cg_max_kl,
-                               cfg.cg_line_search, cfg.cg_backtrack_iters, ent_coef=cfg.ent_coef)
-    if cfg.algo is Algo.SMAC:
-        return ShermanMorrisonUpdate(actor, cfg.actor_lr, cfg.damping, cfg.batch_size, ent_coef=cfg.ent_coef)
-    if cfg.algo is Algo.WOODBURY:
-        return WoodburyUpdate(actor, cfg.actor_lr, cfg.damping, cfg.rank, ent_coef=cfg.ent_coef)
+    if isinstance(s, CGSettings):
+        return NaturalCGUpdate(actor, cfg.actor_lr, s.cg_damping, s.cg_iters, s.cg_max_kl,
+                               s.cg_line_search, s.cg_backtrack_iters, ent_coef=cfg.ent_coef)
+    if isinstance(s, SmacSettings):
+        return ShermanMorrisonUpdate(actor, cfg.actor_lr, s.damping, cfg.batch_size, ent_coef=cfg.ent_coef)
+    if isinstance(s, WoodburySettings):
+        return WoodburyUpdate(actor, cfg.actor_lr, s.damping, s.rank, ent_coef=cfg.ent_coef)
     raise AssertionError(f"unhandled algo {cfg.algo}")  # pragma: no cover
 
 
