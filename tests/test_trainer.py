@@ -114,7 +114,7 @@ def test_ac_cg_extras_reach_iterations_csv_and_tensorboard(tmp_path):
               "train/line_search_steps", "train/line_search_failed")
     for r in iters:
         assert all(math.isfinite(float(r[k])) for k in extras), r
-        assert 1 <= float(r["train/cg_iterations"]) <= cfg.cg_iters
+        assert 1 <= float(r["train/cg_iterations"]) <= cfg.algo_settings.cg_iters
         assert float(r["train/line_search_failed"]) in (0.0, 1.0)
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
