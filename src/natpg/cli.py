@@ -85,7 +85,8 @@ def train(
     """Train one agent and write its run folder (config, episodes.csv, iterations.csv, summary.json, checkpoints/).
 
     SIGINT (Ctrl-C) or SIGTERM: the current iteration ends, a checkpoint is saved, one line is printed and the
-    exit code is 130 or 143; a second signal stops at once (the last checkpoint is kept)."""
+    exit code is 130 or 143; a second signal stops at once (the last checkpoint is kept).
+    """
     from natpg.interrupt import deferred_signals
 
     with deferred_signals():
@@ -263,7 +264,8 @@ def _grid_options_to_runs(envs: Optional[str], suite: Optional[str], algos: str,
         raise ConfigError("give --envs or --suite, not both")
     if not envs and not suite:
         raise ConfigError("give --envs (e.g. CartPole-v1,Acrobot-v1) or --suite (classic, mujoco or paper)")
-    env_list = grid.split_list(envs) if envs else list(grid.SUITE_ENVS[grid.parse_choice(grid.Suite, suite, "suite")])
+    env_list = (grid.split_list(envs) if envs
+                else list(grid.SUITE_ENVS[grid.parse_choice(grid.Suite, suite or "", "suite")]))
     overrides = dict(parse_setting(s) for s in settings or [])
     if steps is not None:
         overrides["total_steps"] = steps
@@ -282,7 +284,8 @@ def _run_grid_command(runs, out: Path, backend: str, workers: Optional[int], ray
     """Run a planned grid; print its summary; return the exit code (exits at once on SIGINT/SIGTERM).
 
     Exit code 0 when every run is finished (or was already), 1 when a run failed or was skipped
-    because another process holds it, 128 + the signal number when stopped by SIGINT/SIGTERM."""
+    because another process holds it, 128 + the signal number when stopped by SIGINT/SIGTERM.
+    """
     import signal as signals
 
     from natpg.experiments import grid
@@ -348,7 +351,8 @@ def bench(
     overwrite: bool = _GRID_OPTS["overwrite"],
 ) -> None:
     """Run every (env, algorithm, seed) as its own training run; a rerun skips finished runs and resumes
-    unfinished ones (folders holding another config: refused, or trained again with --overwrite)."""
+    unfinished ones (folders holding another config: refused, or trained again with --overwrite).
+    """
     try:
         runs = _grid_options_to_runs(envs, suite, algos, seeds, steps, settings, out, preset=preset)
     except ConfigError as exc:
@@ -427,6 +431,7 @@ def ablation(
 
 
 def main() -> None:
+    """The ``natpg`` command (its entry point)."""
     app()
 
 

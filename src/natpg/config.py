@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import difflib
 import enum
-import functools
 import json
 import math
 import typing
 import warnings
 from dataclasses import dataclass, fields, replace
 from typing import Any, ClassVar, Mapping
-
 
 SEED_MAX = 2**32 - 1
 """The largest seed (NumPy's legacy seeding and most simulators take 32-bit seeds)."""
@@ -298,7 +296,8 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The flat, JSON-able form (enums as their values, tuples as lists): the common fields with
-        the algorithm's own in place of ``algo_settings``."""
+        the algorithm's own in place of ``algo_settings``.
+        """
         out: dict[str, Any] = {}
         for f in fields(self):
             v = getattr(self, f.name)
@@ -444,6 +443,7 @@ def _coerce_enums(cfg: TrainConfig) -> None:
     for name, enum_cls in (("algo", Algo), ("env_backend", EnvBackend), ("vectorization", Vectorization)):
         value = getattr(cfg, name)
         if not isinstance(value, enum_cls):
+            parsed: enum.Enum
             if enum_cls is Algo:
                 parsed = Algo.parse(value)
             else:
@@ -545,9 +545,13 @@ def _at_least_one(obj: Any, name: str) -> None:
     _require(getattr(obj, name) >= 1, f"{name}={getattr(obj, name)!r} must be an integer >= 1")
 
 
-@functools.lru_cache(maxsize=None)
+_TYPE_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _type_hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    if cls not in _TYPE_HINTS:
+        _TYPE_HINTS[cls] = typing.get_type_hints(cls)
+    return _TYPE_HINTS[cls]
 
 
 def _check_types(obj: Any) -> None:
@@ -608,6 +612,6 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 def _divisors(n: int, limit: int = 12) -> str:
-    divs = [d for d in range(1, n + 1) if n % d == 0]
+    divs = [str(d) for d in range(1, n + 1) if n % d == 0]
     shown = divs if len(divs) <= limit else divs[: limit // 2] + ["..."] + divs[-limit // 2:]
     return ", ".join(str(d) for d in shown)

@@ -17,6 +17,7 @@ import importlib
 import warnings
 from dataclasses import dataclass
 from functools import partial
+from typing import cast
 
 import gymnasium as gym
 import numpy as np
@@ -65,7 +66,8 @@ _mujoco_handler_installed = False
 def route_mujoco_warnings() -> None:
     """Send MuJoCo's warnings through Python's :mod:`warnings` instead of stderr and a
     ``MUJOCO_LOG.TXT`` file in the working directory; drop the known deprecation notices of
-    Gymnasium's bundled models. Safe to call many times; a no-op without MuJoCo."""
+    Gymnasium's bundled models. Safe to call many times; a no-op without MuJoCo.
+    """
     global _mujoco_handler_installed
     if _mujoco_handler_installed:
         return
@@ -175,7 +177,7 @@ class SameStepSyncVectorEnv(gym.vector.VectorEnv):
                                    f"{self.single_observation_space}, {self.single_action_space}")
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, self.num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, self.num_envs)
-        self._obs = np.zeros(self.observation_space.shape, dtype=self.observation_space.dtype)
+        self._obs = np.zeros(tuple(self.observation_space.shape or ()), dtype=self.observation_space.dtype or np.float32)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
         n = self.num_envs
@@ -317,8 +319,9 @@ def _check_same_spaces(env_id: str, spaces: EnvSpaces, pool) -> None:
     if isinstance(a_gym, gym.spaces.Discrete):
         same_act = isinstance(a_pool, gym.spaces.Discrete) and a_gym.n == a_pool.n
     else:
-        same_act = (a_gym.shape == a_pool.shape and np.allclose(a_gym.low, a_pool.low)
-                    and np.allclose(a_gym.high, a_pool.high))
+        box_gym, box_pool = cast(gym.spaces.Box, a_gym), cast(gym.spaces.Box, a_pool)
+        same_act = (box_gym.shape == box_pool.shape and np.allclose(box_gym.low, box_pool.low)
+                    and np.allclose(box_gym.high, box_pool.high))
     if not (same_obs and same_act):
         raise ConfigError(f"envpool's {env_id!r} differs from Gymnasium's: observation {o_pool} vs {o_gym}, "
                           f"action {a_pool} vs {a_gym}; use env_backend=gymnasium")

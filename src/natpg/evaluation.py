@@ -79,7 +79,7 @@ def load_policy(run_dir: str | Path) -> LoadedPolicy:
         actor.load_state_dict(state["actor"])
         normalizer = None
         if state.get("obs_rms") is not None:
-            normalizer = ObsNormalizer(spaces.observation_space.shape)
+            normalizer = ObsNormalizer(tuple(spaces.observation_space.shape or ()))
             normalizer.load_state_dict(state["obs_rms"])
         global_step = int(state["global_step"])
     except (KeyError, RuntimeError, TypeError, ValueError, AttributeError) as exc:

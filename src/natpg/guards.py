@@ -52,7 +52,8 @@ class TrainingDiverged(RuntimeError):
 
 class NonFiniteState(TrainingDiverged):
     """A state about to be saved holds a non-finite tensor (a last line of defence: the guards
-    above should have kept it out)."""
+    above should have kept it out).
+    """
 
 
 def rollout_fault(rewards: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) -> str:
@@ -106,7 +107,8 @@ def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | 
 
 def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
     """Paths (``"critic.0.weight"``) of the floating-point torch tensors and numpy arrays in a nested
-    dict/list/tuple ``state`` that hold a non-finite value."""
+    dict/list/tuple ``state`` that hold a non-finite value.
+    """
     if isinstance(state, torch.Tensor):
         return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
     if isinstance(state, np.ndarray):

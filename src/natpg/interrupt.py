@@ -22,7 +22,8 @@ _pending: int | None = None
 
 class Interrupted(BaseException):
     """Training stopped on a signal (a ``BaseException``, like ``KeyboardInterrupt``, so that
-    ``except Exception`` does not record it as a failure)."""
+    ``except Exception`` does not record it as a failure).
+    """
 
     def __init__(self, signum: int, checkpoint_saved: bool = False, global_step: int | None = None) -> None:
         self.signum = int(signum)

@@ -32,10 +32,18 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 from natpg.config import ConfigError
-from natpg.runlog import (EPISODE_COLUMNS, EPISODES_FILE, EVAL_COLUMNS, EVAL_FILE, ITERATION_COLUMNS, ITERATIONS_FILE,
-                          TENSORBOARD_DIR, write_atomic, write_config)
-
 from natpg.rollout import Episode
+from natpg.runlog import (
+    EPISODE_COLUMNS,
+    EPISODES_FILE,
+    EVAL_COLUMNS,
+    EVAL_FILE,
+    ITERATION_COLUMNS,
+    ITERATIONS_FILE,
+    TENSORBOARD_DIR,
+    write_atomic,
+    write_config,
+)
 
 Value = float | int | str | bool
 """What a record holds: scalars (a string such as ``train/skip_reason`` goes to the CSV only)."""
@@ -52,7 +60,7 @@ class Writer(Protocol):
 
 
 class CSVWriter:
-    """One CSV row per record; a key the header lacks becomes a new last column (see the module docstring).
+    r"""One CSV row per record; a key the header lacks becomes a new last column (see the module docstring).
 
     Args:
         path: the CSV file; appended to if it exists (its header is kept), created otherwise.
@@ -180,7 +188,7 @@ class TensorBoardWriter:
 
 
 def _summary_writer_class():
-    """torch's ``SummaryWriter``; a :class:`~natpg.config.ConfigError` when TensorBoard is not installed."""
+    """Torch's ``SummaryWriter``; a :class:`~natpg.config.ConfigError` when TensorBoard is not installed."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
@@ -232,7 +240,8 @@ class Logger:
 
     def log_episodes(self, episodes: Sequence[Episode]) -> None:
         """Finished episodes: one ``episodes.csv`` row each, and ``rollout/episode_return``/``_length`` at
-        the global step where each ended."""
+        the global step where each ended.
+        """
         if self.episodes is not None:
             self.episodes.write_many((e.global_step, {"return": e.ret, "length": e.length,
                                                       "terminated": e.terminated}) for e in episodes)

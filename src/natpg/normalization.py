@@ -94,7 +94,7 @@ class ObsNormalizeWrapper(VectorWrapper):
     def __init__(self, env: VectorEnv, normalizer: ObsNormalizer | None = None) -> None:
         super().__init__(env)
         shape = env.single_observation_space.shape
-        self.normalizer = normalizer if normalizer is not None else ObsNormalizer(shape)
+        self.normalizer = normalizer if normalizer is not None else ObsNormalizer(tuple(shape or ()))
 
     def _scale(self, obs: np.ndarray) -> np.ndarray:
         self.normalizer.update(obs)

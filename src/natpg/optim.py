@@ -48,7 +48,8 @@ from natpg.updates.base import ScoreRule
 @dataclass
 class LogProbBatch:
     """The caller's batch as the rules see it: per-sample log-probabilities (with graph), advantages and,
-    for CG, the distribution they came from. It is evaluated once, so it cannot be split."""
+    for CG, the distribution they came from. It is evaluated once, so it cannot be split.
+    """
 
     log_probs: Tensor
     advantages: Tensor

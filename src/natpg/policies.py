@@ -9,7 +9,7 @@ log-probability.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from typing import Callable, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from torch.distributions import Categorical, Distribution, Independent, Normal
 
 from natpg.flat import FlatParams
-
 
 _TORCH_DTYPE = {np.dtype(np.float32): torch.float32, np.dtype(np.float64): torch.float64}
 _NUMPY_DTYPE = {v: k for k, v in _TORCH_DTYPE.items()}
@@ -96,7 +95,7 @@ class Actor(nn.Module):
         # non-finite log-probabilities, which the update guards skip and restore, not a ValueError.
         if self.discrete:
             return Categorical(logits=out, validate_args=False)
-        log_std = self.log_std if log_std is None else log_std
+        log_std = cast(Tensor, self.log_std) if log_std is None else log_std
         return Independent(Normal(out, log_std.exp().expand_as(out), validate_args=False), 1, validate_args=False)
 
     def log_prob(self, obs: Tensor, actions: Tensor) -> Tensor:
@@ -114,7 +113,7 @@ class Actor(nn.Module):
         if not all(isinstance(m, nn.Linear) for m in linears) or not all(
                 isinstance(m, nn.Tanh) for m in layers[1::2]) or not isinstance(layers[-1], nn.Linear):
             return None
-        return linears
+        return cast("list[nn.Linear]", linears)
 
     @torch.no_grad()
     def act(self, obs: Tensor, deterministic: bool = False) -> Tensor:
@@ -129,7 +128,7 @@ class Actor(nn.Module):
                 return torch.from_numpy(fast.sample(obs.numpy()))
         dist = self.distribution(obs)
         if deterministic:
-            return dist.probs.argmax(-1) if self.discrete else dist.mean
+            return cast(Categorical, dist).probs.argmax(-1) if self.discrete else dist.mean
         return dist.sample()
 
     def act_numpy(self, obs: np.ndarray) -> np.ndarray:
@@ -158,7 +157,7 @@ class Actor(nn.Module):
         if layers is None or any(lin.bias is None for lin in layers):
             return None
         params = [t for lin in layers for t in (lin.weight, lin.bias)]
-        if not self.discrete:
+        if self.log_std is not None:  # a Gaussian head (a categorical one has no log σ)
             params.append(self.log_std)
         if any(p.dtype != _TORCH_DTYPE.get(np.dtype(dtype)) or p.device.type != "cpu" for p in params):
             return None
@@ -200,7 +199,7 @@ class NumpyPolicy:
         x = self._body(obs)
         if self.discrete:
             return self._categorical(x, self._draw(x.shape[:-1] + (1,), normal=False))
-        return x + np.exp(self.log_std) * self._draw(x.shape, normal=True)
+        return x + np.exp(cast(np.ndarray, self.log_std)) * self._draw(x.shape, normal=True)
 
     def _body(self, obs: np.ndarray) -> np.ndarray:
         """The body's output for each row of ``obs``; a single row runs on vectors."""
@@ -252,7 +251,7 @@ class NumpyPolicy:
             noise = torch.rand((n_calls, batch, 1), dtype=torch.float32).numpy()
         else:
             noise = torch.randn((n_calls, batch, out_dim), dtype=torch.float32).numpy()
-            noise *= np.exp(self.log_std)
+            noise *= np.exp(cast(np.ndarray, self.log_std))
         step = iter(range(n_calls))
 
         def act(obs: np.ndarray) -> np.ndarray:

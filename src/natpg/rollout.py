@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+
 from natpg.policies import Actor
 
 
@@ -68,9 +69,10 @@ class RolloutCollector:
         space = envs.single_action_space
         self.discrete = isinstance(space, gym.spaces.Discrete)
         if not self.discrete:
+            assert isinstance(space, gym.spaces.Box)  # the trainer accepts Discrete and Box actions only
             self.low = np.asarray(space.low, dtype=np.float32)
             self.high = np.asarray(space.high, dtype=np.float32)
-        self.action_shape = () if self.discrete else tuple(space.shape)
+        self.action_shape = () if self.discrete else tuple(space.shape or ())
 
     def collect(self, actor: Actor, n_steps_per_env: int) -> Rollout:
         """Take ``n_steps_per_env`` steps in every copy with actions sampled from ``actor``."""
@@ -87,7 +89,7 @@ class RolloutCollector:
         fast = actor.numpy_policy(np.float32)  # one tiny forward pass per step: NumPy, no Distribution objects
         act = fast.sampler(n, e) if fast is not None else actor.act_numpy
         step = self.envs.step
-        discrete, low, high = self.discrete, getattr(self, "low", None), getattr(self, "high", None)
+        discrete, low, high = self.discrete, getattr(self, "low", np.float32(0)), getattr(self, "high", np.float32(0))
         ep_return, ep_length = self.ep_return, self.ep_length
         obs_buf[0] = self.obs
         for t in range(n):
@@ -116,7 +118,7 @@ class RolloutCollector:
                 final_obs = info["final_obs"]
                 for i in np.flatnonzero(done):
                     nxt[i] = np.asarray(final_obs[i], dtype=np.float32).reshape(-1)
-                    episodes.append(Episode(self.global_step + t * e + i + 1,
+                    episodes.append(Episode(self.global_step + t * e + int(i) + 1,
                                             float(ep_return[i]), int(ep_length[i]), bool(term[i])))
                     ep_return[i] = 0.0
                     ep_length[i] = 0

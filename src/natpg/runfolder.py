@@ -24,8 +24,16 @@ from typing import Any
 
 from natpg.checkpoint import CHECKPOINT_DIR
 from natpg.config import ConfigError, upgrade_saved_config
-from natpg.runlog import (CONFIG_FILE, EPISODES_FILE, ERROR_FILE, EVAL_FILE, ITERATIONS_FILE, SUMMARY_FILE,
-                          SYSTEM_FILE, TENSORBOARD_DIR)
+from natpg.runlog import (
+    CONFIG_FILE,
+    EPISODES_FILE,
+    ERROR_FILE,
+    EVAL_FILE,
+    ITERATIONS_FILE,
+    SUMMARY_FILE,
+    SYSTEM_FILE,
+    TENSORBOARD_DIR,
+)
 
 LOCK_FILE = ".natpg.lock"
 PLOT_FILE = "learning_curve.png"
@@ -247,7 +255,8 @@ def finished_at(run_dir: str | Path, config: dict[str, Any] | None = None) -> bo
 
 def summary_matches(summary: dict[str, Any], config: dict[str, Any]) -> bool:
     """Whether ``summary`` was written by a run of ``config`` that spent its budget (both configs as
-    :func:`natpg.config.upgrade_saved_config` reads them)."""
+    :func:`natpg.config.upgrade_saved_config` reads them).
+    """
     if isinstance(summary.get("config"), dict):
         return upgrade_saved_config(summary["config"]) == upgrade_saved_config(config)
     if "config" in summary:

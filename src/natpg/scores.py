@@ -173,7 +173,8 @@ class AutogradScores(ScoreKernel):
 
 def actor_outputs(actor: Actor) -> Callable[[Any], PolicyOutputs]:
     """``evaluate`` for :class:`AutogradScores`: ``actor``'s distribution at ``batch.obs`` and its log-probs of
-    ``batch.actions``."""
+    ``batch.actions``.
+    """
     def evaluate(batch: Any) -> PolicyOutputs:
         dist = actor.distribution(batch.obs)
         return PolicyOutputs(dist.log_prob(batch.actions), dist)

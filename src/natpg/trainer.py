@@ -39,8 +39,16 @@ import torch
 from torch.distributions import Distribution, kl_divergence
 
 from natpg.advantages import compute_gae
-from natpg.checkpoint import (CHECKPOINT_DIR, CHECKPOINT_FILE, Checkpointer, checkpoint_path, load_checkpoint,
-                              pickle_envs, save_checkpoint, unpickle_envs)
+from natpg.checkpoint import (
+    CHECKPOINT_DIR,
+    CHECKPOINT_FILE,
+    Checkpointer,
+    checkpoint_path,
+    load_checkpoint,
+    pickle_envs,
+    save_checkpoint,
+    unpickle_envs,
+)
 from natpg.config import ConfigError, TrainConfig
 from natpg.critic import CriticInfo, CriticUpdate
 from natpg.envs import make_vector_env, probe_spaces
@@ -51,8 +59,17 @@ from natpg.logger import Logger, check_tensorboard, read_episodes, truncate_logs
 from natpg.normalization import ObsNormalizer, ObsNormalizeWrapper, RewardScaler
 from natpg.policies import Actor, Critic, flat_obs_dim
 from natpg.rollout import Episode, Rollout, RolloutCollector
-from natpg.runfolder import (RunLock, canonical, check_out_path, clear_run_folder, describe_os_error, holds_files,
-                             is_run_folder, read_config, remove_temp_files)
+from natpg.runfolder import (
+    RunLock,
+    canonical,
+    check_out_path,
+    clear_run_folder,
+    describe_os_error,
+    holds_files,
+    is_run_folder,
+    read_config,
+    remove_temp_files,
+)
 from natpg.runlog import CONFIG_FILE, EPISODES_FILE, EVAL_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_summary
 from natpg.updates import ActorBatch, UpdateInfo, make_update
 
@@ -186,9 +203,10 @@ class Trainer:
                 checkpoints.save(self)  # before the first iteration: a run killed at any later moment is resumable
             with bar:
                 while self.global_step < cfg.total_steps:
-                    if pending() is not None:  # SIGINT/SIGTERM: checkpoint what is logged, then stop
+                    signum = pending()
+                    if signum is not None:  # SIGINT/SIGTERM: checkpoint what is logged, then stop
                         checkpoints.save_if_unsaved(self)
-                        raise Interrupted(pending(), checkpoint_saved=run_dir is not None, global_step=self.global_step)
+                        raise Interrupted(signum, checkpoint_saved=run_dir is not None, global_step=self.global_step)
 
                     row, new_episodes = self.train_iteration()
                     self.elapsed_s = time.perf_counter() - start
@@ -508,7 +526,8 @@ def _has_rows(path: Path) -> bool:
 
 def _restart(run_dir: Path, saved: dict, total_steps: int | None, progress: bool) -> TrainResult:
     """Start a run over in its own folder: it was killed before its first checkpoint was on disk
-    (between creating the folder and saving the iteration-0 checkpoint), so it has logged nothing."""
+    (between creating the folder and saving the iteration-0 checkpoint), so it has logged nothing.
+    """
     cfg = TrainConfig.from_dict(saved)
     if total_steps is not None:
         cfg = cfg.override(total_steps=total_steps)
@@ -525,8 +544,14 @@ class _ProgressBar:
     def __init__(self, total: int, enabled: bool) -> None:
         self.enabled = enabled
         if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                                       TimeRemainingColumn)
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
 
             self._progress = Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(),

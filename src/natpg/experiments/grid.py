@@ -33,8 +33,18 @@ from natpg.config import ConfigError
 from natpg.experiments.store import ERROR_FILE, run_folder, variant_label, write_error
 from natpg.interrupt import Interrupted, deferred_signals
 from natpg.interrupt import pending as pending_signal
-from natpg.runfolder import (RunLock, RunLocked, canonical, clear_run_folder, config_differences, finished_at,
-                             holds_files, is_run_folder, make_writable_folder, read_config)
+from natpg.runfolder import (
+    RunLock,
+    RunLocked,
+    canonical,
+    clear_run_folder,
+    config_differences,
+    finished_at,
+    holds_files,
+    is_run_folder,
+    make_writable_folder,
+    read_config,
+)
 from natpg.runlog import ITERATIONS_FILE
 
 
@@ -395,7 +405,8 @@ class _LocalProcesses:
 
 class _signals_ignored:
     """SIGINT and SIGTERM ignored for the block (main thread only), so that a process started inside it
-    inherits them ignored: a Ctrl-C reaching it while it imports does not end it with a traceback."""
+    inherits them ignored: a Ctrl-C reaching it while it imports does not end it with a traceback.
+    """
 
     def __enter__(self) -> None:
         import threading
@@ -709,9 +720,9 @@ def run_grid(runs: Sequence[GridRun], backend: Backend | str = Backend.LOCAL, wo
                         if now - started > timeout_s:
                             pool.cancel(handle)
                             del in_flight[handle]
-                            exc = RunFailure(f"timed out after {timeout_s:g} s (--run-timeout); worker killed")
-                            _record_error(run.run_dir, exc, run.spec())
-                            settle(run, {"status": "failed", "error": str(exc)})
+                            timed_out = RunFailure(f"timed out after {timeout_s:g} s (--run-timeout); worker killed")
+                            _record_error(run.run_dir, timed_out, run.spec())
+                            settle(run, {"status": "failed", "error": str(timed_out)})
                 partial = sum(_steps_logged(r) for r, _ in in_flight.values())
                 view.update(len(outcome.finished) + len(outcome.skipped), len(in_flight), len(outcome.failed),
                             done_steps + partial)

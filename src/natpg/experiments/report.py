@@ -65,7 +65,7 @@ def bin_means(steps: Sequence[float], values: Sequence[float], total_steps: int,
         return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
 
-def ewm_smooth(x: Sequence[float], alpha: float = EWM_ALPHA) -> np.ndarray:
+def ewm_smooth(x: Sequence[float] | np.ndarray, alpha: float = EWM_ALPHA) -> np.ndarray:
     """Exponentially weighted mean: ``y_0 = x_0``, ``y_i = α x_i + (1 − α) y_{i−1}``.
 
     NaN inputs (empty bins) are skipped: ``y_i = y_{i−1}``; leading NaNs stay NaN.
@@ -141,7 +141,7 @@ def collect(runs: Iterable[RunRecord], thresholds: Mapping[str, float] | None = 
     for run in runs:
         row = {"env_id": run.env_id, "label": run.label, "seed": run.seed, "status": run.status,
                "total_steps": run.total_steps, "path": str(run.path), "error": run.error}
-        if run.finished:
+        if run.finished and run.summary is not None:
             ret = run_curve(run, RETURN, n_bins)
             logp = run_curve(run, LOGPROB, n_bins)
             steps = bin_ends(run.total_steps, n_bins)

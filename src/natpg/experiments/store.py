@@ -30,14 +30,14 @@ import pandas as pd
 from natpg.config import ConfigError, upgrade_saved_config
 from natpg.runlog import CONFIG_FILE, EPISODES_FILE, ERROR_FILE, ITERATIONS_FILE, SUMMARY_FILE, write_json_atomic
 
-
 _SHORT_NAMES = {"batch_size": "B", "actor_epochs": "E", "rank": "k"}
 """Label parts written short, first and in this order (``smac-B1``, ``woodbury-k32``)."""
 
 
 def label_fields() -> list[str]:
     """The settings a run label names when they differ from the preset: what the actor-update rule reads
-    (the mini-batch schedule, ``actor_lr``, ``ent_coef`` and every algorithm's own section)."""
+    (the mini-batch schedule, ``actor_lr``, ``ent_coef`` and every algorithm's own section).
+    """
     from natpg.config import COMMON_FIELDS, field_names
 
     own = [k for k in field_names() if k not in COMMON_FIELDS and k not in _SHORT_NAMES]
@@ -109,7 +109,8 @@ def run_folder(out: Path, env_id: str, label: str, seed: int) -> Path:
 
 def is_finished(run_dir: Path, config: dict[str, Any] | None = None) -> bool:
     """A run is finished when the trainer has written its ``summary.json`` at the config of its
-    ``config.json`` (and at ``config``, when given). See :func:`natpg.runfolder.finished_at`."""
+    ``config.json`` (and at ``config``, when given). See :func:`natpg.runfolder.finished_at`.
+    """
     from natpg.runfolder import finished_at
 
     return finished_at(run_dir, config)

@@ -23,8 +23,16 @@ from functools import lru_cache
 from importlib import resources
 from typing import Any, Mapping
 
-from natpg.config import (COMMON_FIELDS, Algo, ConfigError, TrainConfig, algo_setting_names, algos_reading, field_names,
-                          whose_setting)
+from natpg.config import (
+    COMMON_FIELDS,
+    Algo,
+    ConfigError,
+    TrainConfig,
+    algo_setting_names,
+    algos_reading,
+    field_names,
+    whose_setting,
+)
 
 _ALGO_KEYS = {a.value for a in Algo}
 PRESET_SETS = ("paper", "paper-inferred")

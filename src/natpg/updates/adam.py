@@ -29,7 +29,8 @@ class AdamUpdate(ScoreRule):
 
     def step(self, batch: Any) -> UpdateInfo:
         """One Adam step through :func:`natpg.guards.guarded_step`: the actor's parameters and
-        Adam's moments never hold a non-finite value (such a step is skipped and reported)."""
+        Adam's moments never hold a non-finite value (such a step is skipped and reported).
+        """
         g, logp = self.scores.gradient(batch, self.ent_coef)
         loss = policy_loss(logp, batch.advantages)
         for p, grad in zip(self.params, self.flat.views(g.neg())):
