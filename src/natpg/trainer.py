@@ -163,6 +163,7 @@ class Trainer:
 
         Each step goes through :func:`natpg.guards.guarded_step`: the critic and its Adam
         state never hold a non-finite value (a step that would write one is skipped or undone).
+        The gradient comes from :meth:`natpg.policies.Critic.value_loss_backward` (autograd's bits).
 
         Returns:
             the last loss, the number of skipped steps and the last skip reason (``""`` if none).
@@ -174,10 +175,7 @@ class Trainer:
             order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
             for start in range(0, n, m):
                 idx = order[start:start + m] if order is not None else slice(None)
-                loss = (returns[idx] - self.critic(obs[idx])).pow(2).mean()
-                self.critic_opt.zero_grad(set_to_none=True)
-                loss.backward()
-                loss_value = float(loss.detach())
+                loss_value = float(self.critic.value_loss_backward(obs[idx], returns[idx]))
                 why = guarded_step(self.critic_opt, loss_value)
                 if why:
                     skipped, reason = skipped + 1, f"critic: {why}"
