@@ -147,13 +147,19 @@ def test_step_guard_restores_exactly_and_a_restored_run_equals_one_without_the_b
     assert runs[0] == runs[1]
 
 
-def test_step_guard_restores_the_state_of_a_load_state_dict_and_flags_only_non_finite_values():
+def _guarded_critic(lr: float, good_steps: int):
+    """A critic, its Adam, a StepGuard and the data, after ``good_steps`` guarded steps (all kept)."""
     critic, obs, returns = _critic_and_data()
-    opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+    opt = torch.optim.Adam(critic.parameters(), lr=lr)
     guard = StepGuard(opt)
-    for _ in range(3):
+    for _ in range(good_steps):
         _backward(critic, opt, obs, returns)
         assert guard.step() == ""
+    return critic, opt, guard, obs, returns
+
+
+def test_step_guard_restores_the_state_of_a_load_state_dict_and_flags_only_non_finite_values():
+    critic, opt, guard, obs, returns = _guarded_critic(1e-2, 3)
     other, _, _ = _critic_and_data(seed=1)
     other_opt = torch.optim.Adam(other.parameters(), lr=1e-2)
     _backward(other, other_opt, obs, returns)
@@ -181,12 +187,7 @@ def test_step_guard_restores_the_state_of_a_load_state_dict_and_flags_only_non_f
 def test_step_guard_restores_when_the_step_raises():
     """After 40 steps Adam's step size lr/(1 − β₁ᵗ) at lr=1e308 is a finite double but no float32:
     ``opt.step()`` raises halfway through the parameters; the guard puts everything back, then re-raises."""
-    critic, obs, returns = _critic_and_data()
-    opt = torch.optim.Adam(critic.parameters(), lr=1e-3)
-    guard = StepGuard(opt)
-    for _ in range(40):
-        _backward(critic, opt, obs, returns)
-        assert guard.step() == ""
+    critic, opt, guard, obs, returns = _guarded_critic(1e-3, 40)
     _backward(critic, opt, obs, returns)
     before = _bits(critic, opt)
     opt.param_groups[0]["lr"] = 1e308
