@@ -19,7 +19,8 @@ from conftest import FaultyCartPole, tiny_actor, tiny_batch
 from natpg import make_config
 from natpg.checkpoint import checkpoint_path, load_checkpoint, save_checkpoint
 from natpg.cli import app
-from natpg.guards import NonFiniteState, TrainingDiverged, guarded_step, non_finite_entries, optimizer_state_finite
+from natpg.guards import (NonFiniteState, StepGuard, TrainingDiverged, guarded_step, non_finite_entries,
+                          optimizer_state_finite)
 from natpg.normalization import ObsNormalizer
 from natpg.trainer import Trainer
 from natpg.updates import ActorBatch, AdamUpdate
@@ -64,6 +65,136 @@ def test_guarded_step_undoes_a_step_that_overflows_and_keeps_a_good_one():
     assert guarded_step(opt) == "non-finite gradient"
     assert guarded_step(opt, loss=math.inf) == "non-finite loss"
     assert finite(net) and optimizer_state_finite(opt)
+
+
+def _critic_and_data(dtype=torch.float32, seed=0):
+    from natpg.policies import Critic
+    torch.manual_seed(seed)
+    critic = Critic(5, (8, 7)).to(dtype)
+    obs, returns = torch.randn(64, 5, dtype=dtype), 3 * torch.randn(64, dtype=dtype)
+    return critic, obs, returns
+
+
+def _backward(critic, opt, obs, returns):
+    opt.zero_grad(set_to_none=True)
+    loss = (returns - critic(obs)).pow(2).mean()
+    loss.backward()
+    return float(loss.detach())
+
+
+def _bits(critic, opt):
+    """Every parameter and optimizer-state tensor as bytes, and the param groups' settings."""
+    state = opt.state_dict()
+    return ([p.detach().numpy().tobytes() for p in critic.parameters()],
+            {i: {k: v.numpy().tobytes() if isinstance(v, torch.Tensor) else v for k, v in s.items()}
+             for i, s in state["state"].items()},
+            state["param_groups"])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_step_guard_is_bit_identical_to_plain_adam_over_many_steps(dtype):
+    """Nothing goes wrong: StepGuard.step (and guarded_step) give exactly the bits of opt.step()."""
+    runs = []
+    for mode in ("plain", "guard", "guarded_step"):
+        critic, obs, returns = _critic_and_data(dtype)
+        opt = torch.optim.Adam(critic.parameters(), lr=3e-3)
+        guard = StepGuard(opt)
+        gen = torch.Generator().manual_seed(1)
+        for _ in range(300):
+            idx = torch.randperm(64, generator=gen)[:16]
+            loss = _backward(critic, opt, obs[idx], returns[idx])
+            if mode == "plain":
+                opt.step()
+            else:
+                assert (guard.step(loss) if mode == "guard" else guarded_step(opt, loss)) == ""
+        runs.append(_bits(critic, opt))
+    assert runs[0] == runs[1] == runs[2]
+
+
+def test_step_guard_restores_exactly_and_a_restored_run_equals_one_without_the_bad_steps():
+    """Bad steps — lr=1e308 on the very first (before Adam has any state), later finite gradients of 1e30
+    whose squares overflow Adam's second moment — are each undone bit for bit, so the run equals a
+    plain-Adam run that never took those steps, state and settings included."""
+    bad = {0, 5, 6, 40}
+    runs = []
+    for guarded in (True, False):
+        critic, obs, returns = _critic_and_data()
+        opt = torch.optim.Adam(critic.parameters(), lr=1e-2)
+        guard = StepGuard(opt)
+        for i in range(60):
+            if not guarded and i in bad:
+                continue
+            _backward(critic, opt, obs[i % 4::4], returns[i % 4::4])
+            if not guarded:
+                opt.step()
+                continue
+            before = _bits(critic, opt)
+            if i == 0:
+                opt.param_groups[0]["lr"] = 1e308
+            elif i in bad:
+                for p in critic.parameters():
+                    p.grad.fill_(1e30)
+            reason = guard.step()
+            if i in bad:
+                assert reason == "step made parameters or optimizer state non-finite; restored"
+                opt.param_groups[0]["lr"] = 1e-2
+                assert _bits(critic, opt) == before
+                assert (len(opt.state) == 0) == (i == 0)  # no state is left behind by a first step undone
+            else:
+                assert reason == ""
+        assert finite(critic) and optimizer_state_finite(opt)
+        runs.append(_bits(critic, opt))
+    assert runs[0] == runs[1]
+
+
+def _guarded_critic(lr: float, good_steps: int):
+    """A critic, its Adam, a StepGuard and the data, after ``good_steps`` guarded steps (all kept)."""
+    critic, obs, returns = _critic_and_data()
+    opt = torch.optim.Adam(critic.parameters(), lr=lr)
+    guard = StepGuard(opt)
+    for _ in range(good_steps):
+        _backward(critic, opt, obs, returns)
+        assert guard.step() == ""
+    return critic, opt, guard, obs, returns
+
+
+def test_step_guard_restores_the_state_of_a_load_state_dict_and_flags_only_non_finite_values():
+    critic, opt, guard, obs, returns = _guarded_critic(1e-2, 3)
+    other, _, _ = _critic_and_data(seed=1)
+    other_opt = torch.optim.Adam(other.parameters(), lr=1e-2)
+    _backward(other, other_opt, obs, returns)
+    other_opt.step()
+    opt.load_state_dict(other_opt.state_dict())  # new state tensors: the guard lays its buffers out again
+    before = _bits(critic, opt)
+    _backward(critic, opt, obs, returns)
+    opt.param_groups[0]["lr"] = 1e308
+    assert "restored" in guard.step()
+    opt.param_groups[0]["lr"] = 1e-2
+    assert _bits(critic, opt) == before
+    # finite but huge gradients (their sum or norm would overflow) are not mistaken for non-finite ones
+    for p in critic.parameters():
+        p.grad = torch.full_like(p, 3e38)
+    assert guard.step() != "non-finite gradient"
+    for bad in (math.inf, -math.inf, math.nan):
+        _backward(critic, opt, obs, returns)
+        before = _bits(critic, opt)
+        list(critic.parameters())[-1].grad[0] = bad
+        assert guard.step() == "non-finite gradient"
+        assert _bits(critic, opt) == before
+    assert guard.step(torch.tensor(math.nan)) == "non-finite loss"
+
+
+def test_step_guard_restores_when_the_step_raises():
+    """After 40 steps Adam's step size lr/(1 − β₁ᵗ) at lr=1e308 is a finite double but no float32:
+    ``opt.step()`` raises halfway through the parameters; the guard puts everything back, then re-raises."""
+    critic, opt, guard, obs, returns = _guarded_critic(1e-3, 40)
+    _backward(critic, opt, obs, returns)
+    before = _bits(critic, opt)
+    opt.param_groups[0]["lr"] = 1e308
+    with pytest.raises(RuntimeError, match="overflow"):
+        guard.step()
+    opt.param_groups[0]["lr"] = 1e-3
+    assert _bits(critic, opt) == before
 
 
 # ----------------------------------------------------------------------------- critic (natpg trainer)

@@ -51,10 +51,7 @@ class CriticUpdate:
             order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
             for start in range(0, n, m):
                 idx = order[start:start + m] if order is not None else slice(None)
-                loss = (returns[idx] - self.critic(obs[idx])).pow(2).mean()
-                self.optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                loss_value = float(loss.detach())
+                loss_value = float(self.critic.value_loss_backward(obs[idx], returns[idx]))
                 why = guarded_step(self.optimizer, loss_value)
                 if why:
                     skipped, reason = skipped + 1, f"critic: {why}"

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterable
 
@@ -66,6 +67,7 @@ def rollout_fault(rewards: np.ndarray, obs: np.ndarray, next_obs: np.ndarray) ->
 
 
 def all_finite(*tensors: torch.Tensor) -> bool:
+    """Whether every entry of every tensor is finite."""
     return all(bool(torch.isfinite(t).all()) for t in tensors)
 
 
@@ -83,26 +85,147 @@ def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | 
     * the step is not taken when ``loss`` (if given) or any gradient is not finite;
     * otherwise it is taken on a snapshot of the parameters and of the optimizer's
       state; if any parameter or state tensor is then non-finite, both are restored
-      exactly (bit for bit) to the snapshot.
+      exactly (bit for bit) to the snapshot (as they are when ``optimizer.step()`` raises,
+      before the exception goes on).
+
+    The work is done by one :class:`StepGuard` per optimizer, built on the first call and kept
+    (weakly keyed by the optimizer) for the later ones.
 
     Returns:
         ``""`` when the step was taken and kept, else the reason it was skipped.
-        Cost of a taken step: one copy of the parameters and of the optimizer state.
+        Cost of a taken step: one copy of the parameters and of the optimizer state, and two
+        fused finiteness checks (gradients before, parameters and state after).
     """
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    if loss is not None and not math.isfinite(float(loss)):
-        return "non-finite loss"
-    if not all_finite(*(p.grad for p in params if p.grad is not None)):
-        return "non-finite gradient"
-    flat = FlatParams(params)
-    saved_params = flat.get()
-    saved_state = copy.deepcopy(optimizer.state_dict())
-    optimizer.step()
-    if all_finite(*params) and optimizer_state_finite(optimizer):
-        return ""
-    flat.set_(saved_params)
-    optimizer.load_state_dict(saved_state)
-    return "step made parameters or optimizer state non-finite; restored"
+    guard = _GUARDS.get(optimizer)
+    if guard is None:
+        guard = _GUARDS[optimizer] = StepGuard(optimizer)
+    return guard.step(loss)
+
+
+_Key = tuple[torch.dtype, torch.device]
+
+
+class _FlatCopy:
+    """A copy of a list of tensors in one flat buffer per (dtype, device), laid out again only when
+    the tensors' shapes or dtypes change; written and read back with one ``torch._foreach_copy_`` each.
+    """
+
+    def __init__(self) -> None:
+        self._layout: list[tuple[torch.Size, torch.dtype, torch.device]] = []
+        self._flat: dict[_Key, torch.Tensor] = {}
+        self._views: dict[_Key, list[torch.Tensor]] = {}
+        self._sources: dict[_Key, list[torch.Tensor]] = {}
+
+    def copy_from(self, tensors: list[torch.Tensor]) -> None:
+        """Copy the values of ``tensors`` in (remembering which tensors they came from)."""
+        layout = [(t.shape, t.dtype, t.device) for t in tensors]
+        sources: dict[_Key, list[torch.Tensor]] = {}
+        for t in tensors:
+            sources.setdefault((t.dtype, t.device), []).append(t)
+        if layout != self._layout:
+            self._layout = layout
+            self._flat = {key: torch.empty(sum(t.numel() for t in ts), dtype=key[0], device=key[1])
+                          for key, ts in sources.items()}
+            self._views = {key: [v.view(t.shape) for v, t in zip(self._flat[key].split([t.numel() for t in ts]), ts)]
+                           for key, ts in sources.items()}
+        self._sources = sources
+        with torch.no_grad():
+            for key, ts in sources.items():
+                torch._foreach_copy_(self._views[key], ts)
+
+    def copy_back(self) -> None:
+        """Write the values copied in by the last :meth:`copy_from` back into the same tensors, in place."""
+        with torch.no_grad():
+            for key, ts in self._sources.items():
+                torch._foreach_copy_(ts, self._views[key])
+
+    def finite(self) -> bool:
+        """Whether every floating-point value copied in is finite: ``sum(x · 0)`` per buffer, one host sync each."""
+        with torch.no_grad():
+            return all(math.isfinite(float(flat.mul_(0).sum())) for flat in self._flat.values()
+                       if flat.is_floating_point())
+
+
+class StepGuard:
+    """:func:`guarded_step` for one optimizer, with its buffers kept from step to step.
+
+    ``guard = StepGuard(opt)`` once, then ``guard.step(loss)`` where ``opt.step()`` would go; the
+    guarantees and the returned reason are those of :func:`guarded_step`. The snapshot of the
+    parameters and of every tensor of the optimizer's per-parameter state (Adam's ``step``,
+    ``exp_avg``, ``exp_avg_sq``) is one ``torch._foreach_copy_`` into a flat buffer per dtype,
+    allocated again only when the layout changes (Adam's lazily created state, a
+    ``load_state_dict``); a restore copies the buffer back into the same tensors in place.
+    Non-tensor state values and the param groups' settings are restored too, and state that did not
+    exist before the step is removed again.
+
+    Finiteness of a list of tensors is one copy into a flat buffer, one fused reduction and one host
+    sync per dtype: ``sum(x · 0)`` is ``±0`` when every ``x`` is finite and NaN as soon as one is
+    ``±inf`` or NaN (IEEE: ``inf · 0 = NaN``, and NaN survives any sum), so, unlike ``sum(x)`` or
+    ``‖x‖``, it cannot overflow on large finite values.
+
+    The guard holds its optimizer weakly and works on whatever parameters and state the optimizer
+    holds at each call.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self._optimizer = weakref.ref(optimizer)
+        self._grads = _FlatCopy()
+        self._snapshot = _FlatCopy()
+        self._after = _FlatCopy()
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        opt = self._optimizer()
+        if opt is None:
+            raise ReferenceError("the optimizer of this StepGuard no longer exists")
+        return opt
+
+    def step(self, loss: float | torch.Tensor | None = None) -> str:
+        """Take ``optimizer.step()`` under the guarantees of :func:`guarded_step`; return its reason."""
+        opt = self.optimizer
+        params = [p for group in opt.param_groups for p in group["params"]]
+        if loss is not None and not math.isfinite(float(loss)):
+            return "non-finite loss"
+        self._grads.copy_from([p.grad for p in params if p.grad is not None])
+        if not self._grads.finite():
+            return "non-finite gradient"
+        saved_states = [_copy_state(opt.state.get(p)) for p in params]
+        saved_groups = [{k: v for k, v in group.items() if k != "params"} for group in opt.param_groups]
+        self._snapshot.copy_from(params + [v for s in saved_states if s for v in s.values()
+                                           if isinstance(v, torch.Tensor)])
+        try:
+            opt.step()
+        except BaseException:  # e.g. a step size that overflows float32 halfway through the parameters
+            self._restore(opt, params, saved_states, saved_groups)
+            raise
+        self._after.copy_from(params + [v for p in params for v in opt.state.get(p, {}).values()
+                                        if isinstance(v, torch.Tensor) and v.is_floating_point()])
+        if self._after.finite():
+            return ""
+        self._restore(opt, params, saved_states, saved_groups)
+        return "step made parameters or optimizer state non-finite; restored"
+
+    def _restore(self, opt: torch.optim.Optimizer, params: list[torch.Tensor], saved_states: list[dict | None],
+                 saved_groups: list[dict]) -> None:
+        """Put the parameters, the per-parameter state and the group settings back as they were before the step."""
+        self._snapshot.copy_back()
+        for p, saved in zip(params, saved_states):
+            if saved is None:
+                opt.state.pop(p, None)
+            else:
+                opt.state[p] = saved
+        for group, saved_group in zip(opt.param_groups, saved_groups):
+            group.update(saved_group)
+
+
+def _copy_state(state: dict | None) -> dict | None:
+    """A new dict with the same tensors (their values are snapshotted separately) and copies of the other values."""
+    if state is None:
+        return None
+    return {k: v if isinstance(v, torch.Tensor) else copy.deepcopy(v) for k, v in state.items()}
+
+
+_GUARDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, StepGuard] = weakref.WeakKeyDictionary()
 
 
 def non_finite_entries(state: Any, prefix: str = "") -> list[str]:

@@ -285,3 +285,99 @@ class Critic(nn.Module):
 
     def forward(self, obs: Tensor) -> Tensor:
         return self.body(obs).squeeze(-1)
+
+    def value_loss_backward(self, obs: Tensor, returns: Tensor) -> Tensor:
+        r"""The loss ``L = (1/m) Σ_i (R_i − V(s_i))²`` (detached); its gradient is written into each ``.grad``.
+
+        The same bits as ``L = (returns - self(obs)).pow(2).mean(); L.backward()`` on ``.grad`` that are
+        ``None`` (the gradients are replaced, not accumulated), for less: for a Linear/Tanh body the
+        backward pass is written out with the kernels autograd's own formulas call, in the same order
+        (``∂L/∂V_i = (1/m)·(−2(R_i − V_i))``, ``∂L/∂W_l = δ_lᵀ a_l``, ``∂L/∂b_l = Σ_i δ_{l,i}``,
+        ``δ_{l−1} = tanh_backward(δ_l W_l, a_l)``), so none of the graph's bookkeeping is paid;
+        ``tests/test_policies.py`` pins it to autograd bit for bit. Any other body, mixed dtypes or
+        a hook falls back to autograd itself.
+        """
+        layers = self._plain_linear_tanh_layers(obs, returns)
+        if layers is None:
+            loss = (returns - self(obs)).pow(2).mean()
+            for p in self.parameters():
+                p.grad = None
+            loss.backward()
+            return loss.detach()
+        with torch.no_grad():
+            inputs = [obs]  # the input of each linear layer (the saved tensors of autograd's AddmmBackward)
+            x = obs
+            last = len(layers) - 1
+            for i, (weight, bias) in enumerate(layers):
+                x = torch.addmm(bias, x, weight.t())  # what F.linear runs for a 2-D input with a bias
+                if i < last:
+                    x = torch.tanh(x)
+                    inputs.append(x)
+            diff = returns - x.squeeze(-1)
+            loss = diff.pow(2).mean()
+            # MeanBackward0 gives 1/m (a float division), PowBackward0 multiplies by 2·diff and SubBackward0
+            # negates: fl(1/m · 2·diff) negated is fl(1/m · (−2·diff)), as scaling by −2 is exact.
+            delta = torch.mul(diff, -2.0).mul_(self._inverse_count(diff)).unsqueeze(-1)
+            for i in range(last, -1, -1):
+                weight, bias = layers[i]
+                a, w_t = inputs[i], weight.t()
+                weight.grad = _mm_mat2_backward(delta, a, w_t).t()
+                bias.grad = delta.sum([0], keepdim=True).view(bias.shape)  # the engine's sum_to
+                if i > 0:
+                    delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, w_t, a), a)
+        return loss
+
+    def _inverse_count(self, diff: Tensor) -> Tensor:
+        """MeanBackward0's ``grad.expand(m) / m`` for ``grad = 1``: the same tensor every call, so kept."""
+        key = (diff.shape, diff.dtype)
+        cache = self.__dict__.setdefault("_inverse_counts", {})
+        if key not in cache:
+            cache[key] = torch.ones((), dtype=diff.dtype).expand(diff.shape) / diff.numel()
+        return cache[key]
+
+    def _plain_linear_tanh_layers(self, obs: Tensor, returns: Tensor) -> list[tuple[Tensor, Tensor]] | None:
+        """``(weight, bias)`` of each linear layer if :meth:`value_loss_backward` can write the backward pass
+        out for these inputs, else ``None``.
+        """
+        mods = tuple(self.body._modules.values())
+        if self.__dict__.get("_plan_key") != mods:
+            linear = (len(mods) % 2 == 1 and all(type(m) is nn.Linear for m in mods[0::2])
+                      and all(type(m) is nn.Tanh for m in mods[1::2]) and mods[-1].out_features == 1)
+            self.__dict__["_plan_key"], self.__dict__["_plan"] = mods, (mods[0::2] if linear else None)
+        plan = self.__dict__["_plan"]
+        if plan is None or obs.dim() != 2 or returns.dim() != 1 or obs.requires_grad or returns.requires_grad:
+            return None
+        dtype = obs.dtype
+        layers = [(lin._parameters["weight"], lin._parameters["bias"]) for lin in plan]
+        for weight, bias in layers:
+            for p in (weight, bias):
+                if (p is None or p.dtype != dtype or not p.requires_grad or not p.is_contiguous()
+                        or p._backward_hooks or p._post_accumulate_grad_hooks):
+                    return None
+        if (returns.dtype != dtype or len(self._parameters) or len(self._modules) != 1
+                or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks
+                       for m in (self, self.body, *mods)) or _global_module_hooks()):
+            return None
+        return layers
+
+
+def _mm_mat1_backward(grad: Tensor, mat2: Tensor, mat1: Tensor) -> Tensor:
+    """Autograd's gradient of ``mat1 @ mat2`` with respect to ``mat1`` (``torch/csrc/autograd/FunctionsManual.cpp``)."""
+    if mat1.stride(0) == 1 and mat1.stride(1) == mat1.shape[0]:  # a column-major input gets a column-major gradient
+        return mat2.mm(grad.t()).t()
+    return grad.mm(mat2.t())
+
+
+def _mm_mat2_backward(grad: Tensor, mat1: Tensor, mat2: Tensor) -> Tensor:
+    """Autograd's gradient of ``mat1 @ mat2`` with respect to ``mat2``."""
+    if mat2.stride(0) == 1 and mat2.stride(1) == mat2.shape[0]:
+        return grad.t().mm(mat1).t()
+    return mat1.t().mm(grad)
+
+
+def _global_module_hooks() -> bool:
+    """Whether any global ``nn.Module`` hook is registered (it would see a forward pass that autograd runs)."""
+    from torch.nn.modules import module as _module
+    return any(getattr(_module, name, None) for name in (
+        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+        "_global_backward_pre_hooks"))
