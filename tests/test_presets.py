@@ -1,4 +1,4 @@
-"""SPEC §4's table as data: every env × algorithm loads, and overrides work field by field."""
+"""The paper's Table 2 (docs/method.md §4) as data: every env × algorithm loads, and overrides work field by field."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from natpg.config import Algo, CGSettings, ConfigError, SmacSettings, TrainConfig, WoodburySettings, algo_setting_names
 from natpg.presets import check_table, load_preset, make_config, preset_env_ids, preset_extras, preset_names
 
-# SPEC §4, transcribed independently of paper.toml: env → (α, SMAC η, SMAC λ, Adam η, SGD η, CG η)
-SPEC_TABLE = {
+# The paper's Table 2, transcribed independently of paper.toml: env → (α, SMAC η, SMAC λ, Adam η, SGD η, CG η)
+TABLE_2 = {
     "Acrobot-v1": (1e-3, 5e-2, 0.1, 6e-4, 2e-1, 6e-1),
     "CartPole-v1": (1e-3, 5e-3, 0.1, 7e-5, 7e-3, 8e-2),
     "Pendulum-v1": (1e-3, 6e-3, 0.1, 7e-4, 5e-2, 3e-2),
@@ -22,13 +22,13 @@ SPEC_TABLE = {
 
 
 def test_nine_preset_envs():
-    assert sorted(preset_env_ids()) == sorted(SPEC_TABLE)
+    assert sorted(preset_env_ids()) == sorted(TABLE_2)
     assert len(preset_names()) == 9
 
 
-@pytest.mark.parametrize("env_id", sorted(SPEC_TABLE))
+@pytest.mark.parametrize("env_id", sorted(TABLE_2))
 def test_preset_matches_spec_table(env_id):
-    alpha, smac_eta, smac_lam, adam_eta, sgd_eta, cg_eta = SPEC_TABLE[env_id]
+    alpha, smac_eta, smac_lam, adam_eta, sgd_eta, cg_eta = TABLE_2[env_id]
     for algo, eta in [("smac", smac_eta), ("ac-adam", adam_eta), ("ac-sgd", sgd_eta), ("ac-cg", cg_eta)]:
         cfg = make_config(env_id, algo, seed=0)
         assert (cfg.env_id, cfg.algo.value, cfg.actor_lr, cfg.critic_lr) == (env_id, algo, eta, alpha)
@@ -101,7 +101,7 @@ def inferred(monkeypatch):
     presets._table.cache_clear()
 
 
-@pytest.mark.parametrize("env_id", sorted(SPEC_TABLE))
+@pytest.mark.parametrize("env_id", sorted(TABLE_2))
 def test_inferred_set_is_the_table_plus_one_global_reading(env_id, inferred):
     """Table 2's step sizes and damping are unchanged; the same extra settings for every env and algorithm."""
     assert preset_extras("paper-inferred") == inferred
@@ -136,7 +136,7 @@ def test_unknown_preset_set_is_refused():
 # ----------------------------------------------------------------------------- each algorithm only its own settings
 
 def test_every_preset_gives_each_algorithm_only_the_settings_it_reads():
-    for env_id in SPEC_TABLE:
+    for env_id in TABLE_2:
         for algo in Algo:
             preset = load_preset(env_id, algo)
             others = [k for k in ("damping", "rank", "cg_damping", "cg_iters") if k in preset
