@@ -29,9 +29,11 @@ def compute_gae(
     termination: its next value still counts. Returns ``R_t = A_t + V(s_t)``.
 
     Args:
-        rewards, values, next_values: float arrays ``(n_steps, n_envs)``;
-            ``next_values[t] = V(s'_t)``.
-        terminated, truncated: bool arrays ``(n_steps, n_envs)``.
+        rewards: float array ``(n_steps, n_envs)``, ``r_t``.
+        values: float array ``(n_steps, n_envs)``, ``V(s_t)``.
+        next_values: float array ``(n_steps, n_envs)``, ``next_values[t] = V(s'_t)``.
+        terminated: bool array ``(n_steps, n_envs)``, the step ended its episode in a terminal state.
+        truncated: bool array ``(n_steps, n_envs)``, the step ended its episode by a time limit.
         gamma: discount γ in [0, 1].
         gae_lambda: λ in [0, 1].
 

@@ -134,7 +134,9 @@ class Checkpointable(Protocol):
 
     iteration: int
 
-    def state_dict(self) -> dict[str, Any]: ...
+    def state_dict(self) -> dict[str, Any]:
+        """The state to save in a checkpoint (it must pickle)."""
+        ...
 
 
 class Checkpointer:

@@ -350,8 +350,10 @@ def bench(
     preset: str = _GRID_OPTS["preset"],
     overwrite: bool = _GRID_OPTS["overwrite"],
 ) -> None:
-    """Run every (env, algorithm, seed) as its own training run; a rerun skips finished runs and resumes
-    unfinished ones (folders holding another config: refused, or trained again with --overwrite).
+    """Run every (env, algorithm, seed) as its own training run.
+
+    A rerun skips finished runs and resumes unfinished ones (folders holding another config:
+    refused, or trained again with --overwrite).
     """
     try:
         runs = _grid_options_to_runs(envs, suite, algos, seeds, steps, settings, out, preset=preset)

@@ -37,6 +37,7 @@ class Algo(str, enum.Enum):
 
     @classmethod
     def parse(cls, value: "str | Algo") -> "Algo":
+        """The algorithm named by ``value`` (any case); a :class:`ConfigError` listing the allowed names otherwise."""
         if isinstance(value, Algo):
             return value
         try:
@@ -134,6 +135,7 @@ class WoodburySettings(AlgoSettings):
         _at_least_one(self, "rank")
 
     def check_against(self, cfg: "TrainConfig") -> None:
+        """Require ``rank`` to be at most the actor's mini-batch size (see :meth:`AlgoSettings.check_against`)."""
         m = cfg.actor_batch_size
         _require(self.rank <= m, f"rank={self.rank} must be <= the actor's mini-batch size "
                                  f"({'batch_size' if cfg.batch_size is not None else 'n_steps (T)'} = {m})")
@@ -295,8 +297,9 @@ class TrainConfig:
         return self.n_steps if self.batch_size is None else self.batch_size
 
     def to_dict(self) -> dict[str, Any]:
-        """The flat, JSON-able form (enums as their values, tuples as lists): the common fields with
-        the algorithm's own in place of ``algo_settings``.
+        """The flat, JSON-able form (enums as their values, tuples as lists).
+
+        The common fields, with the algorithm's own in place of ``algo_settings``.
         """
         out: dict[str, Any] = {}
         for f in fields(self):
@@ -393,8 +396,9 @@ class SavedConfigWarning(UserWarning):
 
 
 def upgrade_saved_config(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A config saved by any natpg version (``config.json``, a checkpoint's or a summary's) in the form
-    this version writes, so that it loads and compares equal to the same config planned today.
+    """A config saved by any natpg version (``config.json``, a checkpoint's or a summary's) in the form this version writes.
+
+    The result loads and compares equal to the same config planned today.
 
     Runs written before the settings were split by algorithm recorded every algorithm's fields.
     The fields ``data``'s algorithm does not read are dropped: silently when at their default,

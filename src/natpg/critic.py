@@ -23,8 +23,10 @@ class CriticInfo(NamedTuple):
 
 
 class CriticUpdate:
-    """Adam on ``mean (R − V)²``: ``epochs`` passes over the batch, each in mini-batches of ``batch_size``
-    drawn by a fresh random permutation (one full-batch step a pass when it is ``None``).
+    """Adam on ``mean (R − V)²``: ``epochs`` passes over the batch, each in mini-batches of ``batch_size``.
+
+    The mini-batches of a pass are drawn by a fresh random permutation (one full-batch step a pass
+    when ``batch_size`` is ``None``).
 
     Each step goes through :func:`natpg.guards.guarded_step`: the critic and its Adam state never
     hold a non-finite value (a step that would write one is skipped or undone).
@@ -62,4 +64,5 @@ class CriticUpdate:
         return self.optimizer.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the critic optimizer's state saved by :meth:`state_dict`."""
         self.optimizer.load_state_dict(state)

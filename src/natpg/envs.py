@@ -64,9 +64,11 @@ _mujoco_handler_installed = False
 
 
 def route_mujoco_warnings() -> None:
-    """Send MuJoCo's warnings through Python's :mod:`warnings` instead of stderr and a
-    ``MUJOCO_LOG.TXT`` file in the working directory; drop the known deprecation notices of
-    Gymnasium's bundled models. Safe to call many times; a no-op without MuJoCo.
+    """Send MuJoCo's warnings through Python's :mod:`warnings`.
+
+    They no longer go to stderr and a ``MUJOCO_LOG.TXT`` file in the working directory; the known
+    deprecation notices of Gymnasium's bundled models are dropped. Safe to call many times; a no-op
+    without MuJoCo.
     """
     global _mujoco_handler_installed
     if _mujoco_handler_installed:
@@ -180,6 +182,7 @@ class SameStepSyncVectorEnv(gym.vector.VectorEnv):
         self._obs = np.zeros(tuple(self.observation_space.shape or ()), dtype=self.observation_space.dtype or np.float32)
 
     def reset(self, *, seed: int | list[int | None] | None = None, options: dict | None = None):
+        """Reset the copies (copy ``i`` seeded ``seed + i``; only the ``reset_mask`` ones if given); return ``(obs, infos)``."""
         n = self.num_envs
         seeds = [None] * n if seed is None else [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
         if len(seeds) != n:
@@ -200,6 +203,7 @@ class SameStepSyncVectorEnv(gym.vector.VectorEnv):
         return self._obs.copy(), infos
 
     def step(self, actions):
+        """Step every copy once, resetting the ones that ended in this step (``final_obs`` in ``info``); return the 5-tuple."""
         n = self.num_envs
         if len(actions) != n:
             raise ValueError(f"{len(actions)} actions for {n} copies")
@@ -224,6 +228,7 @@ class SameStepSyncVectorEnv(gym.vector.VectorEnv):
         return obs.copy(), rewards, terminated, truncated, info
 
     def close_extras(self, **kwargs) -> None:
+        """Close every copy's environment."""
         for env in self.envs:
             env.close()
 
@@ -282,6 +287,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
             return self._envpool.make_gymnasium(self.env_id, **kwargs)
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
+        """Reset the pool (rebuilt with the new seed when ``seed`` differs); return ``(obs, {})``."""
         if seed is not None and int(seed) != self._seed:
             self._pool.close()
             self._seed = int(seed)
@@ -290,6 +296,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         return np.asarray(obs, dtype=self._obs_dtype), {}
 
     def step(self, actions):
+        """Step the pool once, resetting the copies that ended in this step (``final_obs`` in ``info``); return the 5-tuple."""
         actions = np.asarray(actions, dtype=self._act_dtype)
         obs, reward, terminated, truncated, _ = self._pool.step(actions)
         obs = np.asarray(obs, dtype=self._obs_dtype)
@@ -306,6 +313,7 @@ class EnvPoolVectorEnv(gym.vector.VectorEnv):
         return obs, np.asarray(reward, dtype=np.float64), np.asarray(terminated, bool), np.asarray(truncated, bool), info
 
     def close(self, **kwargs) -> None:
+        """Close the pool (idempotent)."""
         if not getattr(self, "_closed", False):
             self._pool.close()
             self._closed = True

@@ -41,6 +41,7 @@ class EvalResult:
 
     @property
     def mean_return(self) -> float:
+        """Mean of the episode returns."""
         return float(np.mean(self.returns))
 
     @property
@@ -50,6 +51,7 @@ class EvalResult:
 
     @property
     def mean_length(self) -> float:
+        """Mean episode length, in steps."""
         return float(np.mean(self.lengths))
 
     def row(self) -> dict[str, float | int]:

@@ -52,8 +52,9 @@ class TrainingDiverged(RuntimeError):
 
 
 class NonFiniteState(TrainingDiverged):
-    """A state about to be saved holds a non-finite tensor (a last line of defence: the guards
-    above should have kept it out).
+    """A state about to be saved holds a non-finite tensor.
+
+    A last line of defence: the guards above should have kept it out.
     """
 
 
@@ -106,8 +107,10 @@ _Key = tuple[torch.dtype, torch.device]
 
 
 class _FlatCopy:
-    """A copy of a list of tensors in one flat buffer per (dtype, device), laid out again only when
-    the tensors' shapes or dtypes change; written and read back with one ``torch._foreach_copy_`` each.
+    """A copy of a list of tensors in one flat buffer per (dtype, device).
+
+    The buffers are laid out again only when the tensors' shapes or dtypes change; they are written
+    and read back with one ``torch._foreach_copy_`` each.
     """
 
     def __init__(self) -> None:
@@ -175,6 +178,7 @@ class StepGuard:
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
+        """The guarded optimizer; a :class:`ReferenceError` once it no longer exists (it is held weakly)."""
         opt = self._optimizer()
         if opt is None:
             raise ReferenceError("the optimizer of this StepGuard no longer exists")
@@ -229,8 +233,10 @@ _GUARDS: weakref.WeakKeyDictionary[torch.optim.Optimizer, StepGuard] = weakref.W
 
 
 def non_finite_entries(state: Any, prefix: str = "") -> list[str]:
-    """Paths (``"critic.0.weight"``) of the floating-point torch tensors and numpy arrays in a nested
-    dict/list/tuple ``state`` that hold a non-finite value.
+    """Paths (``"critic.0.weight"``) of the non-finite floating-point tensors and arrays in a nested ``state``.
+
+    ``state`` is a nested dict/list/tuple; a path is listed when its torch tensor or numpy array
+    holds a non-finite value.
     """
     if isinstance(state, torch.Tensor):
         return [prefix] if state.is_floating_point() and not bool(torch.isfinite(state).all()) else []
@@ -268,6 +274,7 @@ class SkipCounter:
     last_reason: str = ""
 
     def record(self, skipped: bool, reason: str = "") -> None:
+        """Count one update: a skip (with its ``reason``) adds to both counts, an applied update resets the consecutive one."""
         if not skipped:
             self.consecutive = 0
             return
@@ -277,9 +284,11 @@ class SkipCounter:
 
     @property
     def exhausted(self) -> bool:
+        """Whether ``limit`` consecutive updates have been skipped."""
         return self.consecutive >= self.limit
 
     def error(self) -> TrainingDiverged:
+        """The :class:`TrainingDiverged` to raise when the counter is exhausted, naming the last skip reason."""
         return TrainingDiverged(
             f"training stopped: {self.consecutive} consecutive updates skipped "
             f"(max_consecutive_skips={self.limit}); last reason: {self.last_reason}")

@@ -21,8 +21,10 @@ _pending: int | None = None
 
 
 class Interrupted(BaseException):
-    """Training stopped on a signal (a ``BaseException``, like ``KeyboardInterrupt``, so that
-    ``except Exception`` does not record it as a failure).
+    """Training stopped on a signal.
+
+    A ``BaseException``, like ``KeyboardInterrupt``, so that ``except Exception`` does not record it
+    as a failure.
     """
 
     def __init__(self, signum: int, checkpoint_saved: bool = False, global_step: int | None = None) -> None:
@@ -33,6 +35,7 @@ class Interrupted(BaseException):
 
     @property
     def name(self) -> str:
+        """The signal's name, such as ``"SIGINT"`` or ``"SIGTERM"``."""
         return signal.Signals(self.signum).name
 
     @property

@@ -52,11 +52,17 @@ Value = float | int | str | bool
 class Writer(Protocol):
     """Takes records ``{key: value}`` at a global step."""
 
-    def write(self, step: int, values: Mapping[str, Value]) -> None: ...
+    def write(self, step: int, values: Mapping[str, Value]) -> None:
+        """Record ``values`` at ``step``."""
+        ...
 
-    def flush(self) -> None: ...
+    def flush(self) -> None:
+        """Push what was written to storage."""
+        ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Flush and release the writer."""
+        ...
 
 
 class CSVWriter:
@@ -136,6 +142,7 @@ class CSVWriter:
         self._known.update(new)
 
     def flush(self) -> None:
+        """Flush the file."""
         self._fh.flush()
 
     def close(self) -> None:
@@ -176,14 +183,17 @@ class TensorBoardWriter:
         self.writer = _summary_writer_class()(str(log_dir), purge_step=purge_step)
 
     def write(self, step: int, values: Mapping[str, Value]) -> None:
+        """Add each numeric ``group/name`` value as a scalar at ``step`` (other keys are not written)."""
         for key, value in values.items():
             if "/" in key and isinstance(value, (int, float)) and not isinstance(value, bool):
                 self.writer.add_scalar(key, value, step)
 
     def flush(self) -> None:
+        """Flush the TensorBoard event file."""
         self.writer.flush()
 
     def close(self) -> None:
+        """Close the TensorBoard writer."""
         self.writer.close()
 
 
@@ -239,8 +249,9 @@ class Logger:
             writer.write(step, values)
 
     def log_episodes(self, episodes: Sequence[Episode]) -> None:
-        """Finished episodes: one ``episodes.csv`` row each, and ``rollout/episode_return``/``_length`` at
-        the global step where each ended.
+        """Log finished episodes: one ``episodes.csv`` row each.
+
+        Also ``rollout/episode_return``/``_length`` at the global step where each ended.
         """
         if self.episodes is not None:
             self.episodes.write_many((e.global_step, {"return": e.ret, "length": e.length,
@@ -265,6 +276,7 @@ class Logger:
             self.tensorboard.flush()
 
     def close(self) -> None:
+        """Close every writer, the episode and eval logs included."""
         for writer in (*self.writers, self.episodes, self._eval):
             if writer is not None:
                 writer.close()

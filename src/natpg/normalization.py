@@ -74,10 +74,12 @@ class ObsNormalizer:
                 / np.sqrt(self.rms.var + self.epsilon)).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
+        """The running mean, variance and count, and ``epsilon``, for a checkpoint."""
         return {"mean": self.rms.mean.copy(), "var": self.rms.var.copy(), "count": float(self.rms.count),
                 "epsilon": self.epsilon}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the statistics saved by :meth:`state_dict`."""
         self.rms.mean = np.array(state["mean"], dtype=np.float64)
         self.rms.var = np.array(state["var"], dtype=np.float64)
         self.rms.count = float(state["count"])
@@ -101,10 +103,12 @@ class ObsNormalizeWrapper(VectorWrapper):
         return self.normalizer.normalize(obs)
 
     def reset(self, **kwargs):
+        """Reset the wrapped env; return its normalized observations and its info."""
         obs, info = self.env.reset(**kwargs)
         return self._scale(obs), info
 
     def step(self, actions):
+        """Step the wrapped env; return its transition with normalized observations (``final_obs`` included)."""
         obs, rewards, terminated, truncated, info = self.env.step(actions)
         if "final_obs" in info:
             done = np.logical_or(terminated, truncated)
@@ -164,10 +168,12 @@ class RewardScaler:
         self.returns = np.zeros_like(self.returns)
 
     def state_dict(self) -> dict[str, Any]:
+        """The running return statistics, ``epsilon`` and the per-copy discounted returns, for a checkpoint."""
         return {"mean": float(self.rms.mean), "var": float(self.rms.var), "count": float(self.rms.count),
                 "epsilon": self.epsilon, "returns": self.returns.copy()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the state saved by :meth:`state_dict`."""
         self.rms.mean = np.float64(state["mean"])
         self.rms.var = np.float64(state["var"])
         self.rms.count = float(state["count"])

@@ -47,8 +47,10 @@ from natpg.updates.base import ScoreRule
 
 @dataclass
 class LogProbBatch:
-    """The caller's batch as the rules see it: per-sample log-probabilities (with graph), advantages and,
-    for CG, the distribution they came from. It is evaluated once, so it cannot be split.
+    """The caller's batch as the rules see it.
+
+    Per-sample log-probabilities (with graph), advantages and, for CG, the distribution they came
+    from. It is evaluated once, so it cannot be split.
     """
 
     log_probs: Tensor
@@ -59,6 +61,7 @@ class LogProbBatch:
         return int(self.advantages.shape[0])
 
     def slice(self, start: int, stop: int) -> "LogProbBatch":
+        """Refuse to split: raise :class:`ValueError` (the log-probabilities are evaluated once, on the whole batch)."""
         raise ValueError("the caller's log-probabilities are evaluated once at θ and cannot be split into "
                          "sequential mini-batches")
 

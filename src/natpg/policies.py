@@ -284,6 +284,7 @@ class Critic(nn.Module):
         self.body = mlp(obs_dim, hidden, 1, out_gain=1.0)
 
     def forward(self, obs: Tensor) -> Tensor:
+        """The value estimates ``V(s)`` of ``obs``, one per row."""
         return self.body(obs).squeeze(-1)
 
     def value_loss_backward(self, obs: Tensor, returns: Tensor) -> Tensor:
@@ -336,8 +337,9 @@ class Critic(nn.Module):
         return cache[key]
 
     def _plain_linear_tanh_layers(self, obs: Tensor, returns: Tensor) -> list[tuple[Tensor, Tensor]] | None:
-        """``(weight, bias)`` of each linear layer if :meth:`value_loss_backward` can write the backward pass
-        out for these inputs, else ``None``.
+        """``(weight, bias)`` of each linear layer, or ``None``.
+
+        ``None`` unless :meth:`value_loss_backward` can write the backward pass out for these inputs.
         """
         mods = tuple(self.body._modules.values())
         if self.__dict__.get("_plan_key") != mods:

@@ -44,6 +44,7 @@ class Rollout:
 
     @property
     def n_transitions(self) -> int:
+        """Number of transitions (``n_steps_per_env × n_envs``)."""
         return int(self.rewards.size)
 
 

@@ -86,6 +86,7 @@ class RunLock:
 
     @property
     def held(self) -> bool:
+        """Whether the lock is currently held."""
         return bool(self._lock.is_locked)
 
     def release(self) -> None:
@@ -254,8 +255,9 @@ def finished_at(run_dir: str | Path, config: dict[str, Any] | None = None) -> bo
 
 
 def summary_matches(summary: dict[str, Any], config: dict[str, Any]) -> bool:
-    """Whether ``summary`` was written by a run of ``config`` that spent its budget (both configs as
-    :func:`natpg.config.upgrade_saved_config` reads them).
+    """Whether ``summary`` was written by a run of ``config`` that spent its budget.
+
+    Both configs are compared as :func:`natpg.config.upgrade_saved_config` reads them.
     """
     if isinstance(summary.get("config"), dict):
         return upgrade_saved_config(summary["config"]) == upgrade_saved_config(config)

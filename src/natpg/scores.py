@@ -172,8 +172,9 @@ class AutogradScores(ScoreKernel):
 
 
 def actor_outputs(actor: Actor) -> Callable[[Any], PolicyOutputs]:
-    """``evaluate`` for :class:`AutogradScores`: ``actor``'s distribution at ``batch.obs`` and its log-probs of
-    ``batch.actions``.
+    """``evaluate`` for :class:`AutogradScores`: ``actor``'s distribution at ``batch.obs``.
+
+    The outputs hold that distribution and its log-probs of ``batch.actions``.
     """
     def evaluate(batch: Any) -> PolicyOutputs:
         dist = actor.distribution(batch.obs)

@@ -90,6 +90,7 @@ class TrainResult:
 
     @property
     def returns(self) -> list[float]:
+        """The returns of the finished episodes, in the order they finished."""
         return [e.ret for e in self.episodes]
 
     @property
@@ -100,6 +101,7 @@ class TrainResult:
 
     @property
     def steps_per_second(self) -> float:
+        """Environment steps per wall-clock second (NaN if no time was measured)."""
         return self.global_step / self.wall_time_s if self.wall_time_s > 0 else float("nan")
 
 
@@ -177,6 +179,7 @@ class Trainer:
 
     @property
     def global_step(self) -> int:
+        """Environment steps taken so far, over all env copies."""
         return self.collector.global_step
 
     # ------------------------------------------------------------------ the loop
@@ -525,8 +528,10 @@ def _has_rows(path: Path) -> bool:
 
 
 def _restart(run_dir: Path, saved: dict, total_steps: int | None, progress: bool) -> TrainResult:
-    """Start a run over in its own folder: it was killed before its first checkpoint was on disk
-    (between creating the folder and saving the iteration-0 checkpoint), so it has logged nothing.
+    """Start a run over in its own folder.
+
+    The run was killed before its first checkpoint was on disk (between creating the folder and
+    saving the iteration-0 checkpoint), so it has logged nothing.
     """
     cfg = TrainConfig.from_dict(saved)
     if total_steps is not None:

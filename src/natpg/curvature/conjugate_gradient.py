@@ -10,9 +10,10 @@ from torch import Tensor
 
 
 def _eps(t: Tensor) -> float:
-    """The smallest positive normal number of ``t``'s dtype: added to every CG denominator so
-    that none can be 0, while leaving any representable non-tiny denominator unchanged
-    (an absolute epsilon such as 1e-10 would stall CG once ``pᵀAp`` falls below it).
+    """The smallest positive normal number of ``t``'s dtype, added to every CG denominator so that none can be 0.
+
+    It leaves any representable non-tiny denominator unchanged (an absolute epsilon such as
+    1e-10 would stall CG once ``pᵀAp`` falls below it).
     """
     return torch.finfo(t.dtype).tiny
 

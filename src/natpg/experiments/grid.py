@@ -146,6 +146,7 @@ class GridRun:
 
     @property
     def name(self) -> str:
+        """A readable name for the run: its env id, label and seed."""
         return f"{self.env_id} {self.label} seed{self.seed}"
 
     def spec(self) -> dict[str, Any]:
@@ -404,8 +405,10 @@ class _LocalProcesses:
 
 
 class _signals_ignored:
-    """SIGINT and SIGTERM ignored for the block (main thread only), so that a process started inside it
-    inherits them ignored: a Ctrl-C reaching it while it imports does not end it with a traceback.
+    """SIGINT and SIGTERM ignored for the block (main thread only).
+
+    A process started inside the block inherits them ignored: a Ctrl-C reaching it while it
+    imports does not end it with a traceback.
     """
 
     def __enter__(self) -> None:

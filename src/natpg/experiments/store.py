@@ -35,8 +35,9 @@ _SHORT_NAMES = {"batch_size": "B", "actor_epochs": "E", "rank": "k"}
 
 
 def label_fields() -> list[str]:
-    """The settings a run label names when they differ from the preset: what the actor-update rule reads
-    (the mini-batch schedule, ``actor_lr``, ``ent_coef`` and every algorithm's own section).
+    """The settings a run label names when they differ from the preset: what the actor-update rule reads.
+
+    That is the mini-batch schedule, ``actor_lr``, ``ent_coef`` and every algorithm's own section.
     """
     from natpg.config import COMMON_FIELDS, field_names
 
@@ -45,9 +46,10 @@ def label_fields() -> list[str]:
 
 
 def variant_label(config: dict[str, Any]) -> str:
-    """The name a run is grouped under in tables, plots and grid folders: the algorithm, plus each
-    setting of the actor update (:func:`label_fields`) that differs from the preset for the run's env
-    and algorithm in its preset set.
+    """The name a run is grouped under in tables, plots and grid folders.
+
+    It is the algorithm, plus each setting of the actor update (:func:`label_fields`) that differs
+    from the preset for the run's env and algorithm in its preset set.
 
     ``batch_size``, ``actor_epochs`` and ``rank`` are written ``B``, ``E`` and ``k`` (first, in that
     order), any other as ``name=value``. Settings of the rest of the run (critic, rollout, networks,
@@ -108,8 +110,9 @@ def run_folder(out: Path, env_id: str, label: str, seed: int) -> Path:
 
 
 def is_finished(run_dir: Path, config: dict[str, Any] | None = None) -> bool:
-    """A run is finished when the trainer has written its ``summary.json`` at the config of its
-    ``config.json`` (and at ``config``, when given). See :func:`natpg.runfolder.finished_at`.
+    """Whether the trainer has written the run's ``summary.json`` at the config of its ``config.json``.
+
+    When ``config`` is given, the summary must also be at ``config``. See :func:`natpg.runfolder.finished_at`.
     """
     from natpg.runfolder import finished_at
 

@@ -139,7 +139,8 @@ def has_preset(env: str) -> bool:
 
 
 def load_preset(env: str, algo: str | Algo, preset: str = DEFAULT_PRESET) -> dict[str, Any]:
-    """The settings of preset set ``preset`` for ``env`` (short name or id) and ``algo`` as a flat dict:
+    """The settings of preset set ``preset`` for ``env`` (short name or id) and ``algo`` as a flat dict.
+
     ``[common]``, then ``[algos.ALGO]``, the env's own keys and its ``ALGO`` entry on top.
 
     Raises:

@@ -28,8 +28,10 @@ class AdamUpdate(ScoreRule):
         self.optimizer = torch.optim.Adam(self.params, lr=self.lr)
 
     def step(self, batch: Any) -> UpdateInfo:
-        """One Adam step through :func:`natpg.guards.guarded_step`: the actor's parameters and
-        Adam's moments never hold a non-finite value (such a step is skipped and reported).
+        """One Adam step through :func:`natpg.guards.guarded_step`.
+
+        The actor's parameters and Adam's moments never hold a non-finite value (such a step is
+        skipped and reported).
         """
         g, logp = self.scores.gradient(batch, self.ent_coef)
         loss = policy_loss(logp, batch.advantages)
@@ -43,7 +45,9 @@ class AdamUpdate(ScoreRule):
         return UpdateInfo(actor_loss=loss, update_norm=float((self.flat.get() - before).norm()))
 
     def state_dict(self) -> dict:
+        """The Adam optimizer's state (see :meth:`ActorUpdate.state_dict`)."""
         return {"optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the Adam optimizer's state saved by :meth:`state_dict`."""
         self.optimizer.load_state_dict(state["optimizer"])

@@ -37,6 +37,7 @@ class ActorBatch:
         return int(self.advantages.shape[0])
 
     def slice(self, start: int, stop: int) -> "ActorBatch":
+        """Samples ``start`` to ``stop - 1`` as a new batch."""
         return ActorBatch(self.obs[start:stop], self.actions[start:stop], self.advantages[start:stop])
 
 
@@ -60,9 +61,10 @@ def policy_loss(log_probs: Tensor, advantages: Tensor) -> float:
 
 
 class ActorUpdate(abc.ABC):
-    """One actor update per :meth:`step`. The trainer calls ``step(batch)`` once per iteration and
-    never needs to know which rule it runs; ``state_dict``/``load_state_dict`` carry any state
-    across checkpoints.
+    """One actor update per :meth:`step`.
+
+    The trainer calls ``step(batch)`` once per iteration and never needs to know which rule it
+    runs; ``state_dict``/``load_state_dict`` carry any state across checkpoints.
 
     Attributes:
         flat: the flat layout of the θ this update moves.
@@ -79,6 +81,7 @@ class ActorUpdate(abc.ABC):
 
     @property
     def n_params(self) -> int:
+        """Number of scalars in θ."""
         return self.flat.numel
 
     @property
@@ -91,9 +94,11 @@ class ActorUpdate(abc.ABC):
         """Move θ once, using ``batch`` (an :class:`ActorBatch`, or what the rule's kernel evaluates)."""
 
     def state_dict(self) -> dict:
+        """The update's state to carry across checkpoints (none by default)."""
         return {}
 
     def load_state_dict(self, state: dict) -> None:  # noqa: B027 - optional hook
+        """Restore the state saved by :meth:`state_dict` (nothing by default)."""
         pass
 
 

@@ -51,6 +51,7 @@ class NaturalCGUpdate(ScoreRule):
         self.backtrack_iters = int(backtrack_iters)
 
     def step(self, batch: Any) -> UpdateInfo:
+        """One natural-gradient (CG) update of the actor on ``batch`` (see :meth:`ActorUpdate.step`)."""
         g, logp = self.kernel.gradient(batch, self.ent_coef)
         loss = policy_loss(logp, batch.advantages)
         if not bool(torch.isfinite(g).all()):

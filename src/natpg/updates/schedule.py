@@ -47,6 +47,7 @@ class MiniBatchSchedule(ActorUpdate):
         self.epochs = int(epochs)
 
     def step(self, batch: Any) -> UpdateInfo:
+        """Run the rule ``epochs`` times over ``batch`` in mini-batches; report the mean loss and the total step."""
         n = len(batch)
         m = n if self.batch_size is None else self.batch_size
         if n % m:
@@ -70,10 +71,13 @@ class MiniBatchSchedule(ActorUpdate):
 
     @property
     def score_kernel(self) -> str:
+        """The wrapped rule's score kernel."""
         return self.rule.score_kernel
 
     def state_dict(self) -> dict:
+        """The wrapped rule's state."""
         return self.rule.state_dict()
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore the wrapped rule's state."""
         self.rule.load_state_dict(state)

@@ -15,6 +15,7 @@ class SGDUpdate(ScoreRule):
     label = "ac-sgd"
 
     def step(self, batch: Any) -> UpdateInfo:
+        """One AC-SGD update of the actor on ``batch`` (see :meth:`ActorUpdate.step`)."""
         g, logp = self.scores.gradient(batch, self.ent_coef)
         loss = policy_loss(logp, batch.advantages)
         norm, reason = self.apply(self.lr * g)

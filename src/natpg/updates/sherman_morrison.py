@@ -49,6 +49,7 @@ class ShermanMorrisonUpdate(ScoreRule):
         return isinstance(self.scores, MLPScores) and not self.scores.single_sample_unsupported
 
     def step(self, batch: Any) -> UpdateInfo:
+        """One SMAC update of the actor on ``batch``, mini-batch by mini-batch (see :meth:`ActorUpdate.step`)."""
         n = len(batch)
         b = n if self.batch_size is None else self.batch_size
         if n % b:

@@ -46,6 +46,7 @@ class WoodburyUpdate(ScoreRule):
         return w
 
     def step(self, batch: Any) -> UpdateInfo:
+        """One rank-k Woodbury update of the actor on ``batch`` (see :meth:`ActorUpdate.step`)."""
         rows, logp = self.scores.rows(batch, self.group_weights(len(batch), batch.advantages.dtype), self.ent_coef)
         loss = policy_loss(logp, batch.advantages)
         g, U = rows[0], rows[1:].T
