@@ -143,7 +143,11 @@ class _FlatCopy:
                 torch._foreach_copy_(ts, self._views[key])
 
     def finite(self) -> bool:
-        """Whether every floating-point value copied in is finite: ``sum(x · 0)`` per buffer, one host sync each."""
+        """Whether every floating-point value copied in is finite: ``sum(x · 0)`` per buffer, one host sync each.
+
+        Consumes the copy (the buffers are multiplied by 0 in place): call it only on a scratch copy, never on
+        one that :meth:`copy_back` will read.
+        """
         with torch.no_grad():
             return all(math.isfinite(float(flat.mul_(0).sum())) for flat in self._flat.values()
                        if flat.is_floating_point())
