@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, Callable, Iterable, NamedTuple, Sequence
 
 import torch
 
@@ -40,7 +40,8 @@ class CriticUpdate:
 
     def __init__(self, critic: Critic, lr: float, epochs: int = 1, batch_size: int | None = None) -> None:
         self.critic = critic
-        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
+        params = list(critic.parameters())
+        self.optimizer = FlatAdam(params, lr=lr) if FlatAdam.supports(params) else torch.optim.Adam(params, lr=lr)
         self.epochs = int(epochs)
         self.batch_size = batch_size
 
@@ -49,11 +50,16 @@ class CriticUpdate:
         n = len(returns)
         m = self.batch_size or n
         loss_value, skipped, reason = math.nan, 0, ""
+        plan = self.critic.backward_plan(obs, returns)  # checked once: it holds for every mini-batch below
         for _ in range(self.epochs):
-            order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
+            if m < n:  # the full-batch reading draws no random numbers
+                order = torch.randperm(n)  # rows in permuted order once a pass: each mini-batch is then a view
+                obs_pass, returns_pass = obs[order], returns[order]
+            else:
+                obs_pass, returns_pass = obs, returns
             for start in range(0, n, m):
-                idx = order[start:start + m] if order is not None else slice(None)
-                loss_value = float(self.critic.value_loss_backward(obs[idx], returns[idx]))
+                loss_value = float(self.critic.value_loss_backward_planned(plan, obs_pass[start:start + m],
+                                                                           returns_pass[start:start + m]))
                 why = guarded_step(self.optimizer, loss_value)
                 if why:
                     skipped, reason = skipped + 1, f"critic: {why}"
@@ -66,3 +72,181 @@ class CriticUpdate:
     def load_state_dict(self, state: dict) -> None:
         """Restore the critic optimizer's state saved by :meth:`state_dict`."""
         self.optimizer.load_state_dict(state)
+
+
+class FlatAdam(torch.optim.Adam):
+    r"""``torch.optim.Adam`` over parameters kept in one flat buffer: the same bits, in a few whole-buffer kernels.
+
+    The parameters' storage is moved into one flat buffer (each ``p.data`` becomes a view of it) and
+    Adam's two moments into another, so a step runs a handful of kernels on whole buffers instead of
+    a loop over the parameter tensors: the kernels of torch's single-tensor (CPU) Adam, in its order,
+    on the same values (``lerp_`` into the first moment, ``mul_``/``addcmul_`` into the second, the
+    bias corrections in Python floats, ``sqrt``/``div``/``add_`` for the denominator, one
+    ``addcdiv_``). An element-wise kernel gives the same bits on a buffer as on its pieces when every
+    element takes the same (vectorised or scalar) path, which holds on one thread when each
+    parameter but the last has a multiple of 64 entries: :meth:`supports` says whether a list of
+    parameters qualifies (the critic's ``(64, 64)`` MLP does, for any observation size).
+    ``tests/test_critic.py`` pins the results to ``torch.optim.Adam`` bit for bit.
+
+    It is an ``Adam``: ``state``, ``param_groups``, :meth:`state_dict` and :meth:`load_state_dict`
+    have Adam's format (the moments in ``state`` are views of the flat buffer), so checkpoints
+    written with either load into the other. A step where some parameter has no gradient, or after
+    which the state no longer fits the flat layout, is left to ``torch.optim.Adam.step`` itself.
+
+    :func:`natpg.guards.guarded_step` calls :meth:`guarded_step`: the step is skipped when the loss
+    or a gradient is not finite, and undone exactly (parameters, moments and step counts) when it
+    leaves a non-finite parameter or moment.
+
+    Args:
+        params: the parameters (one group); :meth:`supports` must hold for them.
+        lr: the step size, read from ``param_groups[0]["lr"]`` at every step.
+        betas: the moments' decay rates.
+        eps: the denominator's offset.
+    """
+
+    ALIGN = 64
+
+    def __init__(self, params: Iterable[torch.Tensor], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
+                 eps: float = 1e-8) -> None:
+        params = list(params)
+        if not self.supports(params):
+            raise ValueError("FlatAdam needs CPU floating-point parameters of one dtype, each but the last with a "
+                             f"multiple of {self.ALIGN} entries")
+        super().__init__(params, lr=lr, betas=betas, eps=eps)
+        self._params = params
+        self._flat = False
+        self._bind()
+
+    @classmethod
+    def supports(cls, params: Sequence[torch.Tensor]) -> bool:
+        """Whether whole-buffer kernels give the per-tensor kernels' bits for ``params``."""
+        return bool(params) and all(
+            p.device.type == "cpu" and p.is_floating_point() and p.dtype == params[0].dtype for p in params
+        ) and all(p.numel() % cls.ALIGN == 0 for p in params[:-1])
+
+    def _bind(self) -> None:
+        """Move the parameters and Adam's moments (if any) into the flat buffers; give the flat path up if they do not fit it."""
+        params = self._params
+        states: list[dict] = [self.state.get(p) or {} for p in params]
+        started = [bool(s) for s in states]
+        if any(started) and not (all(started) and all({"step", "exp_avg", "exp_avg_sq"} <= s.keys() for s in states)
+                                 and len({float(s["step"]) for s in states}) == 1):
+            self._flat = False  # a state only torch's per-tensor loop can carry on (e.g. a parameter left without grad)
+            return
+        sizes = [p.numel() for p in params]
+        buffer = torch.empty(sum(sizes), dtype=params[0].dtype)
+        moments = torch.zeros(2, sum(sizes), dtype=params[0].dtype)
+
+        def views(flat: torch.Tensor) -> list[torch.Tensor]:
+            return [v.view(p.shape) for v, p in zip(flat.split(sizes), params)]
+
+        self._views, self._m_views, self._v_views = views(buffer), views(moments[0]), views(moments[1])
+        self._steps = torch.zeros(len(params), dtype=torch.float32)
+        with torch.no_grad():
+            for p, view in zip(params, self._views):
+                view.copy_(p)
+                p.data = view
+            if all(started):
+                torch._foreach_copy_(self._m_views, [s["exp_avg"] for s in states])
+                torch._foreach_copy_(self._v_views, [s["exp_avg_sq"] for s in states])
+                self._steps.fill_(float(states[0]["step"]))
+                for s, step_t, m, v in zip(states, self._steps, self._m_views, self._v_views):
+                    s["step"], s["exp_avg"], s["exp_avg_sq"] = step_t, m, v
+        self._buffer, self._moments = buffer, moments
+        self._grad = torch.empty_like(buffer)
+        self._grad_views = views(self._grad)
+        self._snapshot = torch.empty_like(buffer)
+        self._moments_snapshot = torch.empty_like(moments)
+        self._zeros = torch.zeros(moments.numel(), dtype=buffer.dtype)
+        self._ptrs = [p.data_ptr() for p in params]
+        self._flat = True
+
+    def _ready(self) -> bool:
+        """Whether this step can take the flat path (re-binding first if something moved a parameter's storage)."""
+        params = [p for group in self.param_groups for p in group["params"]]
+        if len(params) != len(self._params) or any(p is not q for p, q in zip(params, self._params)):
+            return False
+        if not self._flat or any(p.data_ptr() != ptr for p, ptr in zip(params, self._ptrs)):
+            self._bind()
+        return self._flat and all(p.grad is not None for p in params)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """Adam's ``load_state_dict``; the loaded moments are then moved into the flat buffer."""
+        super().load_state_dict(state_dict)
+        self._bind()
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Adam's ``step``, unguarded (``closure`` as in torch); natpg calls :meth:`guarded_step`."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        if not self._ready():
+            super().step()
+            self._flat = False  # re-bind at the next step (torch may have left the state per-tensor)
+            return loss
+        self._apply()
+        return loss
+
+    def _apply(self) -> None:
+        """One Adam step on the flat buffers, with the kernels of torch's single-tensor Adam in its order."""
+        torch._foreach_copy_(self._grad_views, [p.grad for p in self._params if p.grad is not None])
+        self._step_kernels(self._grad)
+
+    def _step_kernels(self, grad: torch.Tensor) -> None:
+        """Torch's single-tensor Adam on the flat buffers: the same kernels in the same order."""
+        if not self.state.get(self._params[0]):
+            self._steps.zero_()
+            for p, step_t, m, v in zip(self._params, self._steps, self._m_views, self._v_views):
+                self.state[p] = {"step": step_t, "exp_avg": m, "exp_avg_sq": v}
+        group = self.param_groups[0]
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        self._steps.add_(1)  # torch's float32 step counts, one per parameter (views of one tensor)
+        exp_avg, exp_avg_sq = self._moments[0], self._moments[1]
+        exp_avg.lerp_(grad, 1 - beta1)
+        exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+        step = self._steps[0].item()
+        bias_correction1 = 1 - beta1**step
+        bias_correction2 = 1 - beta2**step
+        step_size = lr / bias_correction1
+        bias_correction2_sqrt = bias_correction2**0.5
+        denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps)
+        self._buffer.addcdiv_(exp_avg, denom, value=-step_size)
+
+    @torch.no_grad()
+    def guarded_step(self, loss: float | torch.Tensor | None = None) -> str:
+        """:func:`natpg.guards.guarded_step` on the flat buffers: ``""``, or the reason the step was skipped or undone."""
+        if not self._ready():
+            reason = guarded_step(self, loss, flat=False)
+            self._flat = False
+            return reason
+        if loss is not None and not math.isfinite(float(loss)):
+            return "non-finite loss"
+        torch._foreach_copy_(self._grad_views, [p.grad for p in self._params if p.grad is not None])
+        if not self._finite(self._grad):
+            return "non-finite gradient"
+        first = not self.state.get(self._params[0])
+        self._snapshot.copy_(self._buffer)
+        self._moments_snapshot.copy_(self._moments)
+        self._step_kernels(self._grad)
+        if self._finite(self._buffer) and self._finite(self._moments.view(-1)):
+            return ""
+        self._buffer.copy_(self._snapshot)
+        self._moments.copy_(self._moments_snapshot)
+        if first:
+            for p in self._params:
+                self.state.pop(p, None)
+        else:
+            self._steps.sub_(1)
+        return "step made parameters or optimizer state non-finite; restored"
+
+    def _finite(self, flat: torch.Tensor) -> bool:
+        """Whether every entry of the 1-D ``flat`` is finite: ``x · 0`` summed by one dot product.
+
+        The dot product is ``±0`` when every entry is finite and NaN as soon as one is ``±inf`` or NaN
+        (IEEE: ``inf · 0 = NaN``, and NaN survives every sum), and, unlike ``sum(x)``, it cannot
+        overflow on large finite values; it is one kernel where ``isfinite(x).all()`` is two.
+        """
+        zeros = self._zeros[: flat.numel()]
+        return math.isfinite(float(torch.dot(flat, zeros)))

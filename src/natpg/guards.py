@@ -78,7 +78,7 @@ def optimizer_state_finite(optimizer: torch.optim.Optimizer) -> bool:
                if isinstance(v, torch.Tensor) and v.is_floating_point())
 
 
-def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | None = None) -> str:
+def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | None = None, flat: bool = True) -> str:
     """``optimizer.step()`` that never leaves a non-finite parameter or optimizer state behind.
 
     Call it where ``optimizer.step()`` would go (gradients already computed). Guarantees:
@@ -90,13 +90,17 @@ def guarded_step(optimizer: torch.optim.Optimizer, loss: float | torch.Tensor | 
       before the exception goes on).
 
     The work is done by one :class:`StepGuard` per optimizer, built on the first call and kept
-    (weakly keyed by the optimizer) for the later ones.
+    (weakly keyed by the optimizer) for the later ones; an optimizer with a ``guarded_step`` method of
+    its own (:class:`natpg.critic.FlatAdam`) does it itself, unless ``flat`` is false.
 
     Returns:
         ``""`` when the step was taken and kept, else the reason it was skipped.
         Cost of a taken step: one copy of the parameters and of the optimizer state, and two
         fused finiteness checks (gradients before, parameters and state after).
     """
+    own = getattr(optimizer, "guarded_step", None)
+    if flat and own is not None:
+        return own(loss)
     guard = _GUARDS.get(optimizer)
     if guard is None:
         guard = _GUARDS[optimizer] = StepGuard(optimizer)

@@ -298,7 +298,19 @@ class Critic(nn.Module):
         ``tests/test_policies.py`` pins it to autograd bit for bit. Any other body, mixed dtypes or
         a hook falls back to autograd itself.
         """
-        layers = self._plain_linear_tanh_layers(obs, returns)
+        return self.value_loss_backward_planned(self.backward_plan(obs, returns), obs, returns)
+
+    def backward_plan(self, obs: Tensor, returns: Tensor) -> list[tuple[Tensor, Tensor]] | None:
+        """What :meth:`value_loss_backward_planned` needs for inputs like these: the layers, or ``None`` for autograd.
+
+        A plan made for a batch holds for any of its mini-batches (rows of ``obs`` and ``returns``)
+        as long as the critic's modules and hooks do not change in between.
+        """
+        return self._plain_linear_tanh_layers(obs, returns)
+
+    def value_loss_backward_planned(self, layers: list[tuple[Tensor, Tensor]] | None, obs: Tensor,
+                                    returns: Tensor) -> Tensor:
+        """:meth:`value_loss_backward` with the checks already made by :meth:`backward_plan` (its ``layers``)."""
         if layers is None:
             loss = (returns - self(obs)).pow(2).mean()
             for p in self.parameters():
