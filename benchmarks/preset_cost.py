@@ -6,13 +6,16 @@ Usage:
 For each env (CartPole-v1, HalfCheetah-v5) and algorithm (smac, ac-sgd, ac-adam, ac-cg) it trains
 ``--steps`` steps with the ``paper`` preset set and with ``paper-inferred``, interleaved, ``--repeats``
 times, in this process through the public API (no run folder, no start-up cost), and records the median
-steps/s of each and their ratio in ``benchmarks/results/preset_cost.json``.
+steps/s of each and their ratio in ``benchmarks/results/preset_cost.json``: steps per second of wall time
+(the training loop, as natpg times it) and steps per second of this process's CPU time (the whole
+``train`` call), which another load on the machine changes much less.
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 from common import ResultFile, set_one_thread
 
@@ -21,11 +24,13 @@ ALGOS = ("smac", "ac-sgd", "ac-adam", "ac-cg")
 PRESETS = ("paper", "paper-inferred")
 
 
-def steps_per_second(env: str, algo: str, preset: str, steps: int) -> float:
+def steps_per_second(env: str, algo: str, preset: str, steps: int) -> tuple[float, float]:
+    """Steps per wall second (natpg's own timing of the loop) and per CPU second of one training."""
     from natpg import make_config, train
 
+    cpu = time.process_time()
     result = train(make_config(env, algo, 0, {"total_steps": steps}, preset=preset))
-    return result.steps_per_second
+    return result.steps_per_second, steps / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -41,13 +46,20 @@ def main() -> None:
             if results.has(env=env, algo=algo, steps=args.steps):
                 continue
             samples: dict[str, list[float]] = {p: [] for p in PRESETS}
+            cpu_samples: dict[str, list[float]] = {p: [] for p in PRESETS}
             for _ in range(args.repeats):
                 for preset in PRESETS:  # interleaved, so a change in machine load hits both alike
-                    samples[preset].append(steps_per_second(env, algo, preset, args.steps))
+                    wall, cpu = steps_per_second(env, algo, preset, args.steps)
+                    samples[preset].append(wall)
+                    cpu_samples[preset].append(cpu)
             med = {p: statistics.median(v) for p, v in samples.items()}
+            cpu_med = {p: statistics.median(v) for p, v in cpu_samples.items()}
             results.add({"env": env, "algo": algo, "steps": args.steps, "repeats": args.repeats,
                          "paper_steps_per_s": med["paper"], "inferred_steps_per_s": med["paper-inferred"],
-                         "inferred_over_paper": med["paper-inferred"] / med["paper"], "samples": samples})
+                         "inferred_over_paper": med["paper-inferred"] / med["paper"], "samples": samples,
+                         "paper_steps_per_cpu_s": cpu_med["paper"], "inferred_steps_per_cpu_s": cpu_med["paper-inferred"],
+                         "inferred_over_paper_cpu": cpu_med["paper-inferred"] / cpu_med["paper"],
+                         "cpu_samples": cpu_samples})
 
 
 if __name__ == "__main__":

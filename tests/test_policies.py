@@ -26,8 +26,9 @@ CASES = list(itertools.product([torch.float32, torch.float64], [1, 17], [(64, 64
                                [1, 2, 100, 333, 1000]))
 
 
+@pytest.mark.parametrize("old_grad", ["none", "contiguous", "strided"])
 @pytest.mark.parametrize("dtype,obs_dim,hidden,m", CASES)
-def test_value_loss_backward_equals_autograd_bit_for_bit(dtype, obs_dim, hidden, m):
+def test_value_loss_backward_equals_autograd_bit_for_bit(dtype, obs_dim, hidden, m, old_grad):
     torch.manual_seed(m + obs_dim)
     critic = Critic(obs_dim, hidden).to(dtype)
     with torch.no_grad():
@@ -37,8 +38,9 @@ def test_value_loss_backward_equals_autograd_bit_for_bit(dtype, obs_dim, hidden,
     assert critic._plain_linear_tanh_layers(obs, returns) is not None  # the written-out path is the one tested
     expected = _autograd(critic, obs, returns)
     grads = [_bits(p.grad) for p in critic.parameters()]
-    for p in critic.parameters():
-        p.grad = torch.full_like(p, 7.0)  # replaced, not accumulated into
+    for p in critic.parameters():  # overwritten in place (contiguous) or replaced, never accumulated into
+        p.grad = {"none": None, "contiguous": torch.full_like(p, 7.0),
+                  "strided": torch.full((*p.shape, 2), 7.0, dtype=dtype)[..., 0]}[old_grad]
     loss = critic.value_loss_backward(obs, returns)
     assert _bits(loss) == _bits(expected)
     assert [_bits(p.grad) for p in critic.parameters()] == grads  # values, shapes and strides

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, NamedTuple, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Sequence, cast
 
 import torch
 
@@ -153,8 +153,14 @@ class FlatAdam(torch.optim.Adam):
                 for s, step_t, m, v in zip(states, self._steps, self._m_views, self._v_views):
                     s["step"], s["exp_avg"], s["exp_avg_sq"] = step_t, m, v
         self._buffer, self._moments = buffer, moments
-        self._grad = torch.empty_like(buffer)
+        self._exp_avg, self._exp_avg_sq = moments[0], moments[1]
+        self._moments_flat = moments.view(-1)
+        self._grad = torch.zeros_like(buffer)
         self._grad_views = views(self._grad)
+        for p, g in zip(params, self._grad_views):  # a backward pass that writes in place lands in the buffer
+            if p.grad is not None:
+                g.copy_(p.grad)
+            p.grad = g
         self._snapshot = torch.empty_like(buffer)
         self._moments_snapshot = torch.empty_like(moments)
         self._zeros = torch.zeros(moments.numel(), dtype=buffer.dtype)
@@ -191,8 +197,15 @@ class FlatAdam(torch.optim.Adam):
 
     def _apply(self) -> None:
         """One Adam step on the flat buffers, with the kernels of torch's single-tensor Adam in its order."""
-        torch._foreach_copy_(self._grad_views, [p.grad for p in self._params if p.grad is not None])
+        self._gather_grads()
         self._step_kernels(self._grad)
+
+    def _gather_grads(self) -> None:
+        """Copy into the flat gradient buffer every ``.grad`` that is not already its view (a new tensor)."""
+        for p, view in zip(self._params, self._grad_views):
+            if p.grad is not view:
+                view.copy_(cast(torch.Tensor, p.grad))
+                p.grad = view
 
     def _step_kernels(self, grad: torch.Tensor) -> None:
         """Torch's single-tensor Adam on the flat buffers: the same kernels in the same order."""
@@ -203,7 +216,7 @@ class FlatAdam(torch.optim.Adam):
         group = self.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         self._steps.add_(1)  # torch's float32 step counts, one per parameter (views of one tensor)
-        exp_avg, exp_avg_sq = self._moments[0], self._moments[1]
+        exp_avg, exp_avg_sq = self._exp_avg, self._exp_avg_sq
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         step = self._steps[0].item()
@@ -223,14 +236,14 @@ class FlatAdam(torch.optim.Adam):
             return reason
         if loss is not None and not math.isfinite(float(loss)):
             return "non-finite loss"
-        torch._foreach_copy_(self._grad_views, [p.grad for p in self._params if p.grad is not None])
+        self._gather_grads()
         if not self._finite(self._grad):
             return "non-finite gradient"
         first = not self.state.get(self._params[0])
         self._snapshot.copy_(self._buffer)
         self._moments_snapshot.copy_(self._moments)
         self._step_kernels(self._grad)
-        if self._finite(self._buffer) and self._finite(self._moments.view(-1)):
+        if self._finite(self._buffer) and self._finite(self._moments_flat):
             return ""
         self._buffer.copy_(self._snapshot)
         self._moments.copy_(self._moments_snapshot)

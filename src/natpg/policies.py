@@ -300,17 +300,24 @@ class Critic(nn.Module):
         """
         return self.value_loss_backward_planned(self.backward_plan(obs, returns), obs, returns)
 
-    def backward_plan(self, obs: Tensor, returns: Tensor) -> list[tuple[Tensor, Tensor]] | None:
-        """What :meth:`value_loss_backward_planned` needs for inputs like these: the layers, or ``None`` for autograd.
+    def backward_plan(self, obs: Tensor, returns: Tensor) -> list[tuple[Tensor, Tensor, Tensor]] | None:
+        """What :meth:`value_loss_backward_planned` needs for inputs like these, or ``None`` for autograd.
 
-        A plan made for a batch holds for any of its mini-batches (rows of ``obs`` and ``returns``)
-        as long as the critic's modules and hooks do not change in between.
+        The plan is each linear layer's ``(weight, bias, weight.t())``. A plan made for a batch holds
+        for any of its mini-batches (rows of ``obs`` and ``returns``) as long as the critic's modules,
+        hooks and parameter tensors do not change in between.
         """
-        return self._plain_linear_tanh_layers(obs, returns)
+        layers = self._plain_linear_tanh_layers(obs, returns)
+        return None if layers is None else [(weight, bias, weight.t()) for weight, bias in layers]
 
-    def value_loss_backward_planned(self, layers: list[tuple[Tensor, Tensor]] | None, obs: Tensor,
+    def value_loss_backward_planned(self, layers: list[tuple[Tensor, Tensor, Tensor]] | None, obs: Tensor,
                                     returns: Tensor) -> Tensor:
-        """:meth:`value_loss_backward` with the checks already made by :meth:`backward_plan` (its ``layers``)."""
+        """:meth:`value_loss_backward` with the checks already made by :meth:`backward_plan` (its ``layers``).
+
+        On the written-out path a ``.grad`` that already has the parameter's shape, dtype and strides
+        is overwritten in place (the kernels' ``out=`` forms, the same bits); any other is replaced
+        by a new tensor.
+        """
         if layers is None:
             loss = (returns - self(obs)).pow(2).mean()
             for p in self.parameters():
@@ -321,8 +328,8 @@ class Critic(nn.Module):
             inputs = [obs]  # the input of each linear layer (the saved tensors of autograd's AddmmBackward)
             x = obs
             last = len(layers) - 1
-            for i, (weight, bias) in enumerate(layers):
-                x = torch.addmm(bias, x, weight.t())  # what F.linear runs for a 2-D input with a bias
+            for i, (_, bias, w_t) in enumerate(layers):
+                x = torch.addmm(bias, x, w_t)  # what F.linear runs for a 2-D input with a bias
                 if i < last:
                     x = torch.tanh(x)
                     inputs.append(x)
@@ -332,12 +339,13 @@ class Critic(nn.Module):
             # negates: fl(1/m · 2·diff) negated is fl(1/m · (−2·diff)), as scaling by −2 is exact.
             delta = torch.mul(diff, -2.0).mul_(self._inverse_count(diff)).unsqueeze(-1)
             for i in range(last, -1, -1):
-                weight, bias = layers[i]
-                a, w_t = inputs[i], weight.t()
-                weight.grad = _mm_mat2_backward(delta, a, w_t).t()
-                bias.grad = delta.sum([0], keepdim=True).view(bias.shape)  # the engine's sum_to
+                weight, bias, w_t = layers[i]
+                a = inputs[i]
+                # autograd's mm backward for mat2 = Wᵀ (column-major): (δᵀ a)ᵀ, which .t() turns back into δᵀ a
+                _write_grad(weight, torch.mm, delta.t(), a)
+                _write_grad(bias, _sum_rows, delta)  # the engine's sum_to
                 if i > 0:
-                    delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, w_t, a), a)
+                    delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, weight, w_t, a), a)
         return loss
 
     def _inverse_count(self, diff: Tensor) -> Tensor:
@@ -375,18 +383,30 @@ class Critic(nn.Module):
         return layers
 
 
-def _mm_mat1_backward(grad: Tensor, mat2: Tensor, mat1: Tensor) -> Tensor:
-    """Autograd's gradient of ``mat1 @ mat2`` with respect to ``mat1`` (``torch/csrc/autograd/FunctionsManual.cpp``)."""
+def _mm_mat1_backward(grad: Tensor, weight: Tensor, w_t: Tensor, mat1: Tensor) -> Tensor:
+    """Autograd's gradient of ``mat1 @ w_t`` with respect to ``mat1`` (``torch/csrc/autograd/FunctionsManual.cpp``).
+
+    ``w_t.t()`` is ``weight`` itself (the same view), so ``weight`` is passed instead of transposing again.
+    """
     if mat1.stride(0) == 1 and mat1.stride(1) == mat1.shape[0]:  # a column-major input gets a column-major gradient
-        return mat2.mm(grad.t()).t()
-    return grad.mm(mat2.t())
+        return w_t.mm(grad.t()).t()
+    return grad.mm(weight)
 
 
-def _mm_mat2_backward(grad: Tensor, mat1: Tensor, mat2: Tensor) -> Tensor:
-    """Autograd's gradient of ``mat1 @ mat2`` with respect to ``mat2``."""
-    if mat2.stride(0) == 1 and mat2.stride(1) == mat2.shape[0]:
-        return grad.t().mm(mat1).t()
-    return mat1.t().mm(grad)
+def _sum_rows(delta: Tensor, out: Tensor | None = None) -> Tensor:
+    """``δ.sum(0)``, kept as a row, as autograd's ``sum_to`` reduces a bias gradient."""
+    if out is None:
+        return delta.sum([0], keepdim=True)
+    return torch.sum(delta, [0], keepdim=True, out=out)
+
+
+def _write_grad(param: Tensor, kernel: Callable[..., Tensor], *args: Tensor) -> None:
+    """``param.grad = kernel(*args)``, into the existing ``.grad`` (``out=``) when its layout allows."""
+    grad = param.grad
+    if grad is not None and grad.dtype == param.dtype and grad.shape == param.shape and grad.stride() == param.stride():
+        kernel(*args, out=grad.view(-1, param.shape[-1]) if param.dim() == 1 else grad)
+    else:
+        param.grad = kernel(*args).view(param.shape)
 
 
 def _global_module_hooks() -> bool:
