@@ -58,6 +58,10 @@ def group_weights(n: int, k: int, dtype: torch.dtype = torch.float32, device: to
     if k > n:
         raise ValueError(f"rank k={k} exceeds the batch length N={n}")
     w = torch.zeros(k, n, dtype=dtype, device=device)
-    for j, idx in enumerate(torch.tensor_split(torch.arange(n), k)):
-        w[j, int(idx[0]):int(idx[-1]) + 1] = 1.0 / (len(idx) * math.sqrt(k))
+    size, extra = divmod(n, k)  # the first n mod k groups hold one sample more (as torch.tensor_split)
+    start = 0
+    for j in range(k):
+        stop = start + size + (j < extra)
+        w[j, start:stop] = 1.0 / ((stop - start) * math.sqrt(k))
+        start = stop
     return w
