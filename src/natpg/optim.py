@@ -7,13 +7,10 @@ replaces each parameter's ``.grad`` (the gradient ``∇L`` of *your* loss) by th
 direction ``x = F̂⁻¹ ∇L`` for the policy's curvature ``F̂``, and any torch optimizer takes the
 step (SGD: ``θ ← θ − η F̂⁻¹ ∇L``), after gradient clipping or under an LR scheduler as usual:
 
-===============================  ===========================================  ================
-preconditioner                   ``F̂`` (``ℓ_i = ∇_θ log π(a_i|s_i)``)          cost in d
-===============================  ===========================================  ================
-:class:`ShermanMorrisonPreconditioner`  ``λI + ℓ̄ℓ̄ᵀ``, ``ℓ̄ = (1/N) Σ ℓ_i`` (SMAC)    O(d)
-:class:`WoodburyPreconditioner`  ``λI + UUᵀ``, U = k group-mean scores / √k   O(kd + k³)
-:class:`NaturalCGPreconditioner` ``F + λI``, F the policy's Fisher (CG)       O(iters · d)
-===============================  ===========================================  ================
+* :class:`ShermanMorrisonPreconditioner`: ``F̂ = λI + ℓ̄ℓ̄ᵀ`` with the mean score
+  ``ℓ̄ = (1/N) Σ_i ∇_θ log π(a_i|s_i)`` (SMAC), solved in closed form, O(d);
+* :class:`WoodburyPreconditioner`: ``F̂ = λI + UUᵀ``, U the mean scores of k groups / √k, O(kd + k³);
+* :class:`NaturalCGPreconditioner`: ``F̂ = F + λI``, F the policy's Fisher, by CG, O(iters · d).
 
 ``retain_graph=True`` is needed because ``step`` back-propagates the log-probabilities once
 more (for their mean score), and ``loss.backward()`` frees the graph they share with the loss;
@@ -27,8 +24,8 @@ step as ``ShermanMorrisonPreconditioner`` + ``torch.optim.SGD`` on ``L = −J``.
 Both drive natpg's own parts: the score kernel (:class:`~natpg.scores.AutogradScores` over the
 caller's log-probabilities, :class:`LogProbBatch`), the solvers of :mod:`natpg.curvature`, and
 for the optimizers the update rules of :mod:`natpg.updates`. All helper tensors are made on the
-parameters' device in their dtype; the two closed-form preconditioners read nothing back to the
-host.
+parameters' device in their dtype; the Sherman–Morrison preconditioner reads nothing back to the
+host (Woodbury reads two scalars of its k × k solve, CG its stopping test).
 
 Example:
     >>> import torch
@@ -192,7 +189,7 @@ class Preconditioner(abc.ABC):
         Returns:
             A 0-dim bool tensor on the parameters' device: ``True`` when the direction was finite
             and written; ``False`` when it held a non-finite value, in which case every ``.grad``
-            is set to 0 (no step from this batch). It is not read here, so nothing waits on the device.
+            is set to 0 (no step from this batch). The flag itself is not read here.
         """
         self.damping = _positive("damping", self.damping)  # an attribute a user or a schedule may change
         self._check_inputs(log_probs, distribution)
