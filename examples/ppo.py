@@ -29,6 +29,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--precond", choices=["none", "smac"], default="none", help="precondition the actor's gradient")
     p.add_argument("--damping", type=float, default=0.1, help="λ of the preconditioner")
     p.add_argument("--total-steps", type=int, default=100_000)
+    p.add_argument("--max-episode-steps", type=int, default=None, help="episode cap (default: the env's own)")
     p.add_argument("--num-envs", type=int, default=4)
     p.add_argument("--num-steps", type=int, default=128, help="steps per env per rollout")
     p.add_argument("--num-minibatches", type=int, default=4)
@@ -77,8 +78,9 @@ class Agent(nn.Module):
 
 
 def make_envs(args):
+    cap = {} if args.max_episode_steps is None else {"max_episode_steps": args.max_episode_steps}
     envs = gym.make_vec(args.env, args.num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
+                        vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.SAME_STEP}, **cap)
     envs = gym.wrappers.vector.RecordEpisodeStatistics(envs)
     if isinstance(envs.single_action_space, gym.spaces.Box):
         envs = gym.wrappers.vector.ClipAction(envs)
@@ -122,8 +124,8 @@ def main(argv=None) -> list[float]:
             obs_buf[t], act_buf[t] = obs, action
             next_obs, reward, terminated, truncated, info = envs.step(action.cpu().numpy())
             reward = torch.as_tensor(reward, dtype=torch.float32, device=device)
-            if truncated.any():  # a time limit is not a termination: bootstrap from V(final observation)
-                idx = np.flatnonzero(truncated & ~terminated)
+            idx = np.flatnonzero(truncated & ~terminated)
+            if len(idx):  # a time limit is not a termination: bootstrap from V(final observation)
                 final = torch.as_tensor(np.stack(info["final_obs"][idx]), dtype=torch.float32, device=device)
                 with torch.no_grad():
                     reward[idx] += args.gamma * agent.value(final)
