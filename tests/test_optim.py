@@ -175,18 +175,24 @@ def test_sgd_on_the_preconditioned_grad_takes_the_optimizers_step(discrete, kind
         assert info.update_norm > 0
 
 
-def test_parameters_without_grad_are_skipped_and_unreached_ones_do_not_raise():
+@pytest.mark.parametrize("kind", ["smac", "woodbury", "cg"])
+def test_parameters_without_grad_are_skipped_and_unreached_ones_do_not_raise(kind):
     actor = tiny_actor(True)
     batch = tiny_batch(actor, 8)
     critic, unused = nn.Linear(3, 1).double(), nn.Linear(3, 3).double()
     params = [*actor.parameters(), *critic.parameters(), *unused.parameters()]
-    logp = actor.log_prob(batch.obs, batch.actions)
+    dist = actor.distribution(batch.obs)
+    logp = dist.log_prob(batch.actions)
     (-(logp * batch.advantages).mean() + critic(batch.obs).pow(2).mean()).backward(retain_graph=True)
     g_actor, g_critic = _grads(actor.parameters()), _grads(critic.parameters())
-    assert bool(ShermanMorrisonPreconditioner(params, LAM).step(logp))
+    precond = {"smac": ShermanMorrisonPreconditioner(params, LAM), "woodbury": WoodburyPreconditioner(params, LAM, 2),
+               "cg": NaturalCGPreconditioner(params, LAM)}[kind]
+    assert bool(precond.step(logp, dist))
     assert all(p.grad is None for p in unused.parameters())
-    # The critic has score 0: its block of λI + ℓ̄ℓ̄ᵀ is λI, so its gradient is divided by λ.
+    # The critic has score 0 (and no Fisher): its block of F̂ is λI, so its gradient is divided by λ.
     torch.testing.assert_close(_grads(critic.parameters()), g_critic / LAM)
+    if kind != "smac":
+        return
     l_bar = scores(actor, batch).mean(0)
     expected = torch.linalg.solve(LAM * torch.eye(len(l_bar), dtype=torch.float64) + torch.outer(l_bar, l_bar), g_actor)
     torch.testing.assert_close(_grads(actor.parameters()), expected, rtol=1e-9, atol=1e-12)

@@ -113,14 +113,8 @@ def _param_list(params: Any) -> list[Tensor]:
     return out
 
 
-_FREED_GRAPH = "backward through the graph a second time"
-
-
-def _freed_graph_error(err: RuntimeError) -> RuntimeError:
-    """A clearer error for a graph freed by the caller's ``loss.backward()`` (others unchanged)."""
-    if _FREED_GRAPH not in str(err):
-        return err
-    return RuntimeError("precond.step back-propagates the log-probabilities (or the distribution) once more, but "
+_FREED_GRAPH = "backward through the graph a second time"  # torch's words for a graph already freed
+_FREED_GRAPH_MESSAGE = ("precond.step back-propagates the log-probabilities (or the distribution) once more, but "
                         "loss.backward() freed their graph: call loss.backward(retain_graph=True) before "
                         "precond.step(...)")
 
@@ -203,7 +197,9 @@ class Preconditioner(abc.ABC):
         try:
             x = self._direction(g, kernel, batch, distribution)
         except RuntimeError as err:
-            raise _freed_graph_error(err) from err
+            if _FREED_GRAPH in str(err):
+                raise RuntimeError(_FREED_GRAPH_MESSAGE) from err
+            raise
         finite = torch.isfinite(x).all()
         x = torch.where(finite, x, torch.zeros_like(x))
         with torch.no_grad():
