@@ -52,6 +52,11 @@ class FlatParams:
         self.numel = start
         """``d``, the length of θ."""
 
+    @property
+    def device(self) -> torch.device:
+        """Where θ lives: helper tensors of the same length (rows, weights, sums) are made here."""
+        return self.params[0].device if self.params else torch.device("cpu")
+
     def span(self, p: Tensor) -> tuple[int, int]:
         """``(start, stop)``: where ``p``'s entries sit in θ (``p`` must be one of :attr:`params`)."""
         return self._spans[id(p)]

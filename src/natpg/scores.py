@@ -143,8 +143,8 @@ class AutogradScores(ScoreKernel):
         j = (logp * batch.advantages).mean()
         if ent is not None:
             j = j + ent_coef * ent.mean()
-        grads = torch.autograd.grad(j, self.params, retain_graph=self.retain_graph)
-        return flatten(grads), logp.detach()
+        grads = torch.autograd.grad(j, self.params, retain_graph=self.retain_graph, allow_unused=True)
+        return flatten(_zeros_for_unused(grads, self.params)), logp.detach()
 
     def rows(self, batch: Any, weights: Tensor, ent_coef: float = 0.0) -> tuple[Tensor, Tensor]:
         """All rows from **one** batched vector-Jacobian product (``is_grads_batched``), not k+1 passes."""
@@ -157,18 +157,48 @@ class AutogradScores(ScoreKernel):
         else:
             outputs = torch.cat([logp, ent])
             top = torch.cat([adv / n, torch.full_like(adv, ent_coef / n)])
-            cot = torch.cat([top.unsqueeze(0), torch.cat([weights, torch.zeros(k, n, dtype=weights.dtype)], 1)], 0)
-        grads = torch.autograd.grad(outputs, self.params, grad_outputs=cot, is_grads_batched=True)
-        return torch.cat([gr.reshape(k + 1, -1) for gr in grads], dim=1), logp.detach()
+            cot = torch.cat([top.unsqueeze(0), torch.cat([weights, weights.new_zeros(k, n)], 1)], 0)
+        return self._contract(outputs, cot), logp.detach()
+
+    def score_rows(self, batch: Any, weights: Tensor) -> Tensor:
+        """``W ℓ`` alone, as a ``(k, d)`` tensor: the score rows of :meth:`rows` without ``g``.
+
+        For a caller that has ``g`` already (the gradient of its own loss). One backward pass
+        for ``k = 1``, one batched vector-Jacobian product otherwise. The graph of ``evaluate``'s
+        outputs is kept if :attr:`retain_graph` says so.
+        """
+        logp = self.evaluate(batch).log_probs
+        if weights.shape[0] == 1:
+            grads = torch.autograd.grad(logp, self.params, grad_outputs=weights[0], retain_graph=self.retain_graph,
+                                        allow_unused=True)
+            return flatten(_zeros_for_unused(grads, self.params)).unsqueeze(0)
+        return self._contract(logp, weights)
+
+    def _contract(self, outputs: Tensor, cot: Tensor) -> Tensor:
+        """``(m, d)`` rows ``Σ_i cot[j, i] ∇_θ outputs_i``, by one batched vector-Jacobian product."""
+        m = cot.shape[0]
+        grads = torch.autograd.grad(outputs, self.params, grad_outputs=cot, is_grads_batched=True,
+                                    retain_graph=self.retain_graph, allow_unused=True)
+        return torch.cat([gr.reshape(m, -1) for gr in _zeros_for_unused(grads, self.params, m)], dim=1)
 
     def sample_scores(self, batch: Any) -> tuple[Tensor, Tensor]:
         """One backward pass per sample (the slow, obviously right way)."""
         rows, logps = [], []
         for i in range(len(batch)):
             logp = self.evaluate(batch.slice(i, i + 1)).log_probs.sum()
-            rows.append(flatten(torch.autograd.grad(logp, self.params)))
+            rows.append(flatten(_zeros_for_unused(torch.autograd.grad(logp, self.params, allow_unused=True), self.params)))
             logps.append(logp.detach())
         return torch.stack(rows), torch.stack(logps)
+
+
+def _zeros_for_unused(grads: tuple[Tensor | None, ...], params: list[Tensor], batch: int | None = None) -> list[Tensor]:
+    """``grads`` with zeros (each parameter's shape, dtype and device) for the parameters the outputs do not reach.
+
+    A parameter outside the graph of the log-probabilities has score 0, as torch's optimizers
+    skip a parameter without a gradient. ``batch``: the leading dimension of batched grads.
+    """
+    lead = () if batch is None else (batch,)
+    return [p.new_zeros(lead + p.shape) if gr is None else gr for gr, p in zip(grads, params)]
 
 
 def actor_outputs(actor: Actor) -> Callable[[Any], PolicyOutputs]:

@@ -24,7 +24,8 @@ def damped_hvp(f: Tensor, params: Sequence[Tensor], damping: float) -> Callable[
 
     Args:
         f: scalar tensor that depends on ``params``.
-        params: tensors requiring grad; vectors ``v`` are their flat concatenation.
+        params: tensors requiring grad; vectors ``v`` are their flat concatenation. A parameter
+            that ``f`` does not reach has zero rows and columns in ``∇²f``.
         damping: ``λ >= 0`` added on the diagonal.
 
     Example:
@@ -36,13 +37,15 @@ def damped_hvp(f: Tensor, params: Sequence[Tensor], damping: float) -> Callable[
     if not damping >= 0:
         raise ValueError(f"damping must be >= 0, got {damping!r}")
     params = list(params)
-    grads = torch.autograd.grad(f, params, create_graph=True)
-    flat_grad = flatten(grads)
+    grads = torch.autograd.grad(f, params, create_graph=True, allow_unused=True)
+    flat_grad = flatten([p.new_zeros(p.shape) if gr is None else gr for gr, p in zip(grads, params)])
     lam = float(damping)
+    if not flat_grad.requires_grad:  # f is linear in (or does not reach) every parameter: ∇²f = 0
+        return lambda v: lam * v
 
     def matvec(v: Tensor) -> Tensor:
-        hv = torch.autograd.grad(flat_grad, params, grad_outputs=v, retain_graph=True)
-        out = flatten(hv).detach()
+        hv = torch.autograd.grad(flat_grad, params, grad_outputs=v, retain_graph=True, allow_unused=True)
+        out = flatten([p.new_zeros(p.shape) if h is None else h for h, p in zip(hv, params)]).detach()
         return out + lam * v if lam else out
 
     return matvec

@@ -22,7 +22,8 @@ def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float, scale: float = 
     result is finite whenever the inputs are. Its forward error is of the order
     of machine precision times the condition number ``1 + uᵀu/λ``, like any
     stable solve. It costs two dot products and two passes over the result
-    (``g − c·u``, then the scaling by ``scale/λ``): O(d) time and memory.
+    (``g − c·u``, then the scaling by ``scale/λ``): O(d) time and memory. Nothing is read back
+    to the host, so on an accelerator the solve does not wait for the device.
 
     Args:
         g: right-hand side, shape ``(d,)``.
@@ -44,5 +45,5 @@ def sherman_morrison_solve(g: Tensor, u: Tensor, damping: float, scale: float = 
     if g.shape != u.shape or g.dim() != 1:
         raise ValueError(f"g and u must be vectors of the same length, got {tuple(g.shape)} and {tuple(u.shape)}")
     lam = float(damping)
-    coef = float(torch.dot(u, g) / (lam + torch.dot(u, u)))
-    return torch.add(g, u, alpha=-coef, out=out).mul_(scale / lam)
+    coef = torch.dot(u, g) / (lam + torch.dot(u, u))  # a 0-dim tensor where g lives: no host round trip
+    return torch.addcmul(g, u, coef, value=-1, out=out).mul_(scale / lam)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
@@ -56,10 +56,7 @@ class NaturalCGUpdate(ScoreRule):
         loss = policy_loss(logp, batch.advantages)
         if not bool(torch.isfinite(g).all()):
             return UpdateInfo(loss, 0.0, 1, "non-finite gradient")
-        dist = self.kernel.distribution(batch)
-        old = _detached(dist)
-        kl = kl_divergence(old, dist).mean()
-        matvec = damped_hvp(kl, self.params, self.cg_damping)
+        old, matvec = fisher_matvec(self.kernel.distribution(batch), self.params, self.cg_damping)
         res = conjugate_gradient(matvec, g, max_iter=self.cg_iters)
         x = res.x
         if res.iterations <= 1 and res.nonpositive_curvature:
@@ -104,11 +101,22 @@ class NaturalCGUpdate(ScoreRule):
         return UpdateInfo(loss, 0.0, 1, "line search found no improving step; parameters restored", extras)
 
 
+def fisher_matvec(dist: Distribution, params: list[torch.Tensor],
+                  damping: float) -> tuple[Distribution, Callable[[torch.Tensor], torch.Tensor]]:
+    r"""The policy's damped Fisher as a product ``v ↦ (F + λI) v``, and the detached ("old") distribution.
+
+    ``F`` is the Hessian of the mean ``KL(π_old ‖ π_θ)`` at ``θ = θ_old``
+    (:func:`natpg.curvature.damped_hvp`), ``dist`` the distribution at θ with its graph.
+    """
+    old = _detached(dist)
+    return old, damped_hvp(kl_divergence(old, dist).mean(), params, damping)
+
+
 def _detached(dist: Distribution) -> Distribution:
-    """A copy of ``dist`` whose parameters carry no graph (the 'old' policy)."""
+    """A copy of ``dist`` whose parameters carry no graph (the 'old' policy), unvalidated (no host read)."""
     if isinstance(dist, Categorical):
-        return Categorical(logits=dist.logits.detach())
+        return Categorical(logits=dist.logits.detach(), validate_args=False)
     if isinstance(dist, Independent) and isinstance(dist.base_dist, Normal):
-        return Independent(Normal(dist.base_dist.loc.detach(), dist.base_dist.scale.detach()),
-                           dist.reinterpreted_batch_ndims)
+        return Independent(Normal(dist.base_dist.loc.detach(), dist.base_dist.scale.detach(), validate_args=False),
+                           dist.reinterpreted_batch_ndims, validate_args=False)
     raise TypeError(f"cannot detach a {type(dist).__name__}")

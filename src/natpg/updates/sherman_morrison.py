@@ -56,13 +56,13 @@ class ShermanMorrisonUpdate(ScoreRule):
             raise ValueError(f"batch_size B={b} must divide the batch length N={n}")
         if b == 1 and self.single_sample_path:
             return self._single_sample_steps(batch)
-        dtype = batch.advantages.dtype
-        total = torch.zeros(self.n_params, dtype=dtype) if b < n else None
+        dtype, device = batch.advantages.dtype, self.flat.device
+        total = torch.zeros(self.n_params, dtype=dtype, device=device) if b < n else None
         losses, skipped, reason = [], 0, ""
         norm = 0.0
         for start in range(0, n, b):
             mb = batch if b == n else batch.slice(start, start + b)
-            rows, logp = self.scores.rows(mb, torch.full((1, b), 1.0 / b, dtype=dtype), self.ent_coef)
+            rows, logp = self.scores.rows(mb, torch.full((1, b), 1.0 / b, dtype=dtype, device=device), self.ent_coef)
             g, score_mean = rows[0], rows[1]
             step = sherman_morrison_solve(g, score_mean, self.damping, scale=self.lr, out=g)  # g's row is scratch
             norm, why = self.apply(step)

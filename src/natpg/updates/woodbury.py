@@ -35,21 +35,33 @@ class WoodburyUpdate(ScoreRule):
         self.damping = float(damping)
         self.rank = int(rank)
 
-    def group_weights(self, n: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """``(k, n)`` matrix whose row j averages group j and scales by 1/√k."""
-        k = self.rank
-        if k > n:
-            raise ValueError(f"rank k={k} exceeds the batch length N={n}")
-        w = torch.zeros(k, n, dtype=dtype)
-        for j, idx in enumerate(torch.tensor_split(torch.arange(n), k)):
-            w[j, idx] = 1.0 / (len(idx) * math.sqrt(k))
-        return w
+    def group_weights(self, n: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+        """``(k, n)`` matrix whose row j averages group j and scales by 1/√k (see :func:`group_weights`)."""
+        return group_weights(n, self.rank, dtype, device)
 
     def step(self, batch: Any) -> UpdateInfo:
         """One rank-k Woodbury update of the actor on ``batch`` (see :meth:`ActorUpdate.step`)."""
-        rows, logp = self.scores.rows(batch, self.group_weights(len(batch), batch.advantages.dtype), self.ent_coef)
+        weights = self.group_weights(len(batch), batch.advantages.dtype, self.flat.device)
+        rows, logp = self.scores.rows(batch, weights, self.ent_coef)
         loss = policy_loss(logp, batch.advantages)
         g, U = rows[0], rows[1:].T
         step = self.lr * woodbury_solve(g, U, self.damping)
         norm, reason = self.apply(step)
         return UpdateInfo(actor_loss=loss, update_norm=norm, skipped=int(bool(reason)), skip_reason=reason)
+
+
+def group_weights(n: int, k: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
+    """``(k, n)`` matrix whose row j averages the j-th of k consecutive groups of n samples and scales by 1/√k.
+
+    ``W ℓ`` is then ``Uᵀ``, the k columns of the Woodbury factor (class docstring of :class:`WoodburyUpdate`).
+    """
+    if k > n:
+        raise ValueError(f"rank k={k} exceeds the batch length N={n}")
+    w = torch.zeros(k, n, dtype=dtype, device=device)
+    size, extra = divmod(n, k)  # the first n mod k groups hold one sample more (as torch.tensor_split)
+    start = 0
+    for j in range(k):
+        stop = start + size + (j < extra)
+        w[j, start:stop] = 1.0 / ((stop - start) * math.sqrt(k))
+        start = stop
+    return w
