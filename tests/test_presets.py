@@ -79,7 +79,7 @@ def test_load_preset_unknown_env():
 
 
 def test_config_round_trips_through_dict():
-    cfg = make_config("Hopper-v5", "ac-cg", 4, {"hidden_sizes": (32, 16), "cg_max_kl": 0.01})
+    cfg = make_config("Hopper-v5", "ac-cg", 4, {"hidden_sizes": (32, 16), "step_rule": "kl", "target_kl": 0.01})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
