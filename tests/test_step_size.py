@@ -70,6 +70,24 @@ def test_the_fisher_quadratic_equals_the_dense_float64_fisher(discrete, body):
         assert float(kl_divergence(old, ref).abs().max()) < 1e-12
 
 
+def test_the_mlp_kernels_forward_pass_is_reused_only_while_it_is_current(discrete):
+    actor = tiny_actor(discrete, hidden=(6, 5))
+    batch = tiny_batch(actor, N)
+    rule = ShermanMorrisonUpdate(actor, 0.1, 0.1)
+    kernel = rule.scores
+    assert isinstance(rule.fisher, MLPFisher) and rule.fisher.kernel is kernel
+    x = torch.randn(rule.n_params, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert kernel.forward_of(batch.obs) is None
+    kernel.rows(batch, torch.full((1, N), 1.0 / N, dtype=torch.float64))
+    assert kernel.forward_of(batch.obs) is not None and kernel.forward_of(batch.obs.clone()) is None
+    expected = float(x @ dense_fisher(actor, batch.obs) @ x)
+    assert rule.fisher.quadratic(batch, x)[0] == pytest.approx(expected, rel=1e-10)
+    rule.flat.add_(0.1 * x)  # θ moved: the kernel's forward pass is stale and must not be used
+    assert kernel.forward_of(batch.obs) is None
+    expected = float(x @ dense_fisher(actor, batch.obs) @ x)
+    assert rule.fisher.quadratic(batch, x)[0] == pytest.approx(expected, rel=1e-10)
+
+
 @pytest.mark.parametrize("rule", sorted(RULES))
 def test_the_kl_step_puts_the_quadratic_model_of_the_kl_at_the_target(rule, discrete, body):
     """With s = θ_new − θ_old = η x: sᵀFs = η² xᵀFx = 2δ, F the dense float64 Fisher at θ_old."""

@@ -38,13 +38,7 @@ class Algo(str, enum.Enum):
     @classmethod
     def parse(cls, value: "str | Algo") -> "Algo":
         """The algorithm named by ``value`` (any case); a :class:`ConfigError` listing the allowed names otherwise."""
-        if isinstance(value, Algo):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            allowed = ", ".join(a.value for a in cls)
-            raise ConfigError(f"unknown algorithm {value!r}; allowed: {allowed}") from None
+        return _parse_choice(cls, value, "algo", "unknown algorithm {value!r}; allowed: {allowed}")
 
 
 class StepRule(str, enum.Enum):
@@ -52,17 +46,6 @@ class StepRule(str, enum.Enum):
 
     FIXED = "fixed"  #: ``θ ← θ + η x`` with ``η = actor_lr``
     KL = "kl"        #: ``η = √(2δ / xᵀFx)``: the KL's quadratic model equals ``target_kl`` (TRPO's scaling)
-
-    @classmethod
-    def parse(cls, value: "str | StepRule") -> "StepRule":
-        """The rule named by ``value`` (any case); a :class:`ConfigError` listing the allowed names otherwise."""
-        if isinstance(value, StepRule):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            raise ConfigError(f"step_rule={value!r} is not allowed; allowed: "
-                              f"{', '.join(r.value for r in cls)}") from None
 
 
 class EnvBackend(str, enum.Enum):
@@ -139,7 +122,7 @@ class StepSizeSettings(AlgoSettings):
     """The line search's shrink factor, in (0, 1)."""
 
     def _check_values(self) -> None:
-        object.__setattr__(self, "step_rule", StepRule.parse(self.step_rule))
+        object.__setattr__(self, "step_rule", _parse_choice(StepRule, self.step_rule, "step_rule"))
         _positive(self, "target_kl")
         _require(self.backtrack_iters >= 0,
                  f"backtrack_iters={self.backtrack_iters!r} must be an integer >= 0 (0 = no line search)")
@@ -544,18 +527,28 @@ def _coerce_enums(cfg: TrainConfig) -> None:
     for name, enum_cls in (("algo", Algo), ("env_backend", EnvBackend), ("vectorization", Vectorization)):
         value = getattr(cfg, name)
         if not isinstance(value, enum_cls):
-            parsed: enum.Enum
-            if enum_cls is Algo:
-                parsed = Algo.parse(value)
-            else:
-                try:
-                    parsed = enum_cls(str(value).lower())
-                except ValueError:
-                    allowed = ", ".join(e.value for e in enum_cls)
-                    raise ConfigError(f"{name}={value!r} is not allowed; allowed: {allowed}") from None
+            parsed = Algo.parse(value) if enum_cls is Algo else _parse_choice(enum_cls, value, name)
             object.__setattr__(cfg, name, parsed)
     if isinstance(cfg.hidden_sizes, list):
         object.__setattr__(cfg, "hidden_sizes", tuple(cfg.hidden_sizes))
+
+
+_E = typing.TypeVar("_E", bound=enum.Enum)
+
+
+def _parse_choice(enum_cls: type[_E], value: Any, name: str,
+                  message: str = "{name}={value!r} is not allowed; allowed: {allowed}") -> _E:
+    """The member of ``enum_cls`` that ``value`` names (any case), else a :class:`ConfigError`.
+
+    Its text is ``message`` formatted with the setting's ``name``, ``value`` and ``allowed`` (the members' values).
+    """
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum_cls)
+        raise ConfigError(message.format(name=name, value=value, allowed=allowed)) from None
 
 
 def parse_setting(text: str) -> tuple[str, Any]:

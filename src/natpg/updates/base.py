@@ -135,7 +135,7 @@ class ScoreRule(ActorUpdate):
         self.flat = self.scores.flat
         self.lr = float(lr)
         self.ent_coef = float(ent_coef)
-        self.fisher = _policy_fisher(policy, self.flat)
+        self.fisher = _policy_fisher(policy, self.scores, self.flat)
         """The policy as the step-size rule evaluates it (``None``: only the plain fixed step is possible)."""
         self.step_size = step_size or StepSize()
 
@@ -180,14 +180,17 @@ class ScoreRule(ActorUpdate):
         return norm, ""
 
 
-def _policy_fisher(policy: Actor | ScoreKernel, flat: FlatParams) -> PolicyFisher | None:
-    """The step-size rule's view of the policy: the hand-written pass for a Linear/Tanh actor, else autograd."""
+def _policy_fisher(policy: Actor | ScoreKernel, scores: ScoreKernel, flat: FlatParams) -> PolicyFisher | None:
+    """The step-size rule's view of the policy: the hand-written pass for a Linear/Tanh actor, else autograd.
+
+    With the MLP score kernel, the hand-written pass starts from the kernel's forward pass of the batch.
+    """
     if isinstance(policy, MLPScores):
         policy = policy.actor
     if isinstance(policy, Actor):
         actor = policy
         if not mlp_unsupported(actor, flat.params):
-            return MLPFisher(actor, flat)
+            return MLPFisher(actor, flat, scores if isinstance(scores, MLPScores) else None)
         return AutogradFisher(flat, lambda batch: actor.distribution(batch.obs))
     if isinstance(policy, AutogradScores):
         return AutogradFisher(flat, policy.distribution)

@@ -43,6 +43,7 @@ from torch.distributions import Categorical, Distribution, Independent, Normal, 
 from natpg.config import StepRule, StepSizeSettings
 from natpg.flat import FlatParams
 from natpg.policies import Actor
+from natpg.scores import MLPScores
 
 KL_TOLERANCE = 1.5
 """Under ``kl``, the line search rejects a candidate whose measured mean KL exceeds this many δ.
@@ -123,16 +124,19 @@ class MLPFisher(PolicyFisher):
     Each layer ``z = W h + b`` carries its tangent ``ż = Ẇ h + W ḣ + ḃ`` (``ḣ = 0`` at the
     observations, ``ḣ = (1 − h²) ⊙ ż`` after a tanh), with ``(Ẇ, ḃ)`` the slices of ``x``; the
     body's output tangent and ``x``'s log σ slice then go into the family's metric (module docstring).
-    Cost: the forward pass plus two matrix products per layer; no graph.
+    Cost: two matrix products per layer, plus the forward pass unless ``kernel`` (the MLP score kernel
+    of the rule) has just run it on the same observations at the same θ (:meth:`MLPScores.forward_of`).
+    No graph.
     """
 
-    def __init__(self, actor: Actor, flat: FlatParams) -> None:
+    def __init__(self, actor: Actor, flat: FlatParams, kernel: MLPScores | None = None) -> None:
         super().__init__(flat)
         layers = actor.linear_layers()
         if layers is None:
             raise ValueError("MLPFisher needs an actor whose body is a Linear/Tanh stack")
         self.actor = actor
         self.layers = layers
+        self.kernel = kernel
 
     def _slice(self, x: Tensor, p: Tensor) -> Tensor:
         return x[slice(*self.flat.span(p))].view_as(p)
@@ -140,21 +144,23 @@ class MLPFisher(PolicyFisher):
     @torch.no_grad()
     def quadratic(self, batch: Any, x: Tensor) -> tuple[float, Distribution]:
         """``mean_s (J_s x)ᵀ M_s (J_s x)`` by one forward pass with tangents (see the class docstring)."""
+        cached = None if self.kernel is None else self.kernel.forward_of(batch.obs)
         h: Tensor = batch.obs
         h_dot: Tensor | None = None
         last = len(self.layers) - 1
         for i, lin in enumerate(self.layers):
             w_dot = self._slice(x, lin.weight)
             b_dot = None if lin.bias is None else self._slice(x, lin.bias)
-            z = torch.nn.functional.linear(h, lin.weight, lin.bias)
             z_dot = torch.nn.functional.linear(h, w_dot, b_dot)
             if h_dot is not None:
                 z_dot.addmm_(h_dot, lin.weight.T)
+            z = cached[i + 1] if cached is not None else torch.nn.functional.linear(h, lin.weight, lin.bias)
             if i < last:
-                h = z.tanh_()
+                h = z if cached is not None else z.tanh_()
                 h_dot = torch.ops.aten.tanh_backward.grad_input(z_dot, h, grad_input=z_dot)
             else:
-                h, h_dot = z, z_dot
+                h = z.clone() if cached is not None else z  # a kernel buffer must not escape in the distribution
+                h_dot = z_dot
         assert h_dot is not None
         dist = self.actor.head(h)
         log_std = self.actor.log_std
