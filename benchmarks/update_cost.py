@@ -37,7 +37,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from natpg.policies import Actor  # noqa: E402
-from natpg.updates import (AdamUpdate, NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate,  # noqa: E402
+from natpg.config import StepRule  # noqa: E402
+from natpg.updates import (AdamUpdate, NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate, StepSize,  # noqa: E402
                            WoodburyUpdate)
 from natpg.updates.base import ActorBatch  # noqa: E402
 
@@ -53,6 +54,11 @@ RULES = {
     "woodbury-k8": lambda a: WoodburyUpdate(a, lr=1e-3, damping=1.0, rank=8),
     "woodbury-k32": lambda a: WoodburyUpdate(a, lr=1e-3, damping=1.0, rank=32),
     "ac-cg": lambda a: NaturalCGUpdate(a, lr=1e-3, cg_damping=0.1, cg_iters=10),
+    # SMAC's direction scaled to a target KL (step_rule=kl): one forward-mode pass of the actor for xᵀFx on top
+    # of smac; -ls adds the line search on the measured KL and surrogate (one forward pass per candidate, usually one)
+    "smac-kl": lambda a: ShermanMorrisonUpdate(a, lr=1e-3, damping=1.0, step_size=StepSize(StepRule.KL, 0.01)),
+    "smac-kl-ls": lambda a: ShermanMorrisonUpdate(a, lr=1e-3, damping=1.0,
+                                                  step_size=StepSize(StepRule.KL, 0.01, backtrack_iters=10)),
     # Reference row, not a training rule: θ ← θ + η g with g from SMAC's own (MLP) score kernel instead of
     # autograd. SMAC needs the same passes plus a second contraction for ℓ̄, so smac ÷ this is the honest price
     # of the natural gradient over a plain gradient computed just as carefully (→ 4/3 at large d).

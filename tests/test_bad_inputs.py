@@ -97,12 +97,14 @@ BAD = [
     (T + CP + ["--set", "vectorization=threads"], "vectorization='threads' is not allowed; allowed: sync, async"),
     (T + CP + ["--set", "env_backend=jax"], "env_backend='jax' is not allowed"),
     (T + CP + ["--set", "max_episode_steps=0"], "max_episode_steps=0 must be an integer >= 1 or None"),
-    (T + CP + ["--algo", "ac-cg", "--set", "cg_max_kl=-1"], "cg_max_kl=-1.0 must be > 0 or None"),
+    (T + CP + ["--algo", "ac-cg", "--set", "cg_max_kl=0.01"], "cg_max_kl no longer exists; use step_rule=kl"),
+    (T + CP + ["--algo", "ac-cg", "--set", "target_kl=-1"], "target_kl=-1.0 must be a finite number > 0"),
+    (T + CP + ["--algo", "smac", "--set", "step_rule=trpo"], "step_rule='trpo' is not allowed; allowed: fixed, kl"),
     # --- train: a setting of another algorithm, named (issue 12)
     (T + CP + ["--algo", "smac", "--set", "rank=32"],
-     "rank is a woodbury setting; algo=smac does not read it (its settings: damping)"),
+     "rank is a woodbury setting; algo=smac does not read it (its settings: damping, step_rule"),
     (T + CP + ["--algo", "ac-sgd", "--set", "damping=0.3"],
-     "damping is a smac and woodbury setting; algo=ac-sgd does not read it (it has no settings of its own)"),
+     "damping is a smac and woodbury setting; algo=ac-sgd does not read it (its settings: step_rule"),
     (T + CP + ["--algo", "woodbury", "--set", "n_steps=4"], "rank=8 must be <= the actor's mini-batch size"),
     (T + CP + ["--set", "checkpoint_every=-1"], "checkpoint_every=-1 must be an integer >= 0"),
     # --- train: --set typos and syntax

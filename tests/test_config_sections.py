@@ -28,12 +28,15 @@ runner = CliRunner()
 OTHER_ALGORITHMS_FIELDS = {"damping": 0.1, "rank": 8, "cg_damping": 0.1, "cg_iters": 10, "cg_max_kl": None,
                            "cg_line_search": False, "cg_backtrack_iters": 10}
 """The algorithm fields every config.json held before the split, at their defaults."""
+STEP_SIZE_FIELDS = ("step_rule", "target_kl", "backtrack_iters", "backtrack_ratio")
+"""Settings newer than the split (issue 15), absent from the files written then."""
 
 
 def as_written_before(run_dir: Path, **changes) -> None:
     """Rewrite config.json, summary.json and the checkpoint's config as natpg wrote them before the split."""
     def old(config: dict) -> dict:
-        return {**OTHER_ALGORITHMS_FIELDS, **config, **changes}
+        today = {k: v for k, v in config.items() if k not in STEP_SIZE_FIELDS}
+        return {**OTHER_ALGORITHMS_FIELDS, **today, **changes}
 
     path = run_dir / "config.json"
     path.write_text(json.dumps(old(json.loads(path.read_text()))))

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 
 import pytest
 
 from natpg.config import (AdamSettings, Algo, CGSettings, ConfigError, SavedConfigWarning, SGDSettings, SmacSettings,
-                          TrainConfig, WoodburySettings, upgrade_saved_config)
+                          StepRule, TrainConfig, WoodburySettings, upgrade_saved_config)
 
 BAD = [
     ({"actor_lr": 0.0}, r"actor_lr=0.0 must be a finite number > 0"),
@@ -19,7 +20,15 @@ BAD = [
     ({"algo": "woodbury", "damping": -0.1}, r"damping=-0.1 must be"),
     ({"algo": "ac-cg", "cg_damping": float("inf")}, r"cg_damping=inf must be"),
     ({"algo": "ac-cg", "cg_iters": 0}, r"cg_iters=0 must be an integer >= 1"),
-    ({"algo": "ac-cg", "cg_backtrack_iters": 0}, r"cg_backtrack_iters=0 must be an integer >= 1"),
+    ({"algo": "ac-cg", "backtrack_iters": -1}, r"backtrack_iters=-1 must be an integer >= 0 \(0 = no line search\)"),
+    ({"algo": "smac", "backtrack_iters": 2.5}, r"backtrack_iters=2.5 must be an integer"),
+    ({"step_rule": "trust-region"}, r"step_rule='trust-region' is not allowed; allowed: fixed, kl"),
+    ({"algo": "woodbury", "target_kl": 0.0}, r"target_kl=0.0 must be a finite number > 0"),
+    ({"algo": "ac-sgd", "target_kl": float("inf")}, r"target_kl=inf must be a finite number > 0"),
+    ({"algo": "ac-cg", "backtrack_ratio": 1.0}, r"backtrack_ratio=1.0 must be in \(0, 1\)"),
+    ({"backtrack_ratio": 0.0}, r"backtrack_ratio=0.0 must be in \(0, 1\)"),
+    ({"algo": "ac-adam", "step_rule": "kl"}, r"step_rule is a smac, ac-sgd, ac-cg and woodbury setting; "
+                                             r"algo=ac-adam does not read it"),
     ({"n_steps": 1000, "n_envs": 3}, r"n_steps \(T\) = 1000 is not divisible by n_envs = 3"),
     ({"batch_size": 3}, r"batch_size \(B\) = 3 must divide n_steps \(T\) = 1000; allowed: 1, 2, 4"),
     ({"batch_size": 2000}, r"batch_size \(B\) = 2000 must divide"),
@@ -39,7 +48,8 @@ BAD = [
     ({"hidden_sizes": (64, 0)}, r"hidden_sizes=\(64, 0\) must be one or more positive integers"),
     ({"algo": "ppo"}, r"unknown algorithm 'ppo'; allowed: smac, ac-sgd, ac-adam, ac-cg, woodbury"),
     ({"vectorization": "threads"}, r"vectorization='threads' is not allowed; allowed: sync, async"),
-    ({"algo": "ac-cg", "cg_max_kl": 0.0}, r"cg_max_kl=0.0 must be > 0 or None"),
+    ({"algo": "ac-cg", "cg_max_kl": 0.01}, r"cg_max_kl no longer exists; use step_rule=kl with target_kl=δ"),
+    ({"algo": "ac-cg", "cg_line_search": True}, r"cg_line_search no longer exists; use backtrack_iters"),
     ({"ent_coef": -1.0}, r"ent_coef=-1.0 must be"),
     ({"max_episode_steps": 0}, r"max_episode_steps=0 must be an integer >= 1 or None"),
 ]
@@ -63,15 +73,17 @@ def test_string_override_that_is_not_a_boolean():
 
 # ----------------------------------------------------------------------------- each algorithm's own section
 
+STEP = "step_rule, target_kl, backtrack_iters, backtrack_ratio"
 FOREIGN = [  # a setting of another algorithm is refused, naming whose it is and what this one reads
-    ("smac", "rank", 32, "rank is a woodbury setting; algo=smac does not read it (its settings: damping)"),
+    ("smac", "rank", 32, f"rank is a woodbury setting; algo=smac does not read it (its settings: damping, {STEP})"),
     ("ac-sgd", "damping", 0.3, "damping is a smac and woodbury setting; algo=ac-sgd does not read it "
+                               f"(its settings: {STEP})"),
+    ("ac-adam", "cg_iters", 5, "cg_iters is an ac-cg setting; algo=ac-adam does not read it "
                                "(it has no settings of its own)"),
-    ("ac-adam", "cg_iters", 5, "cg_iters is an ac-cg setting; algo=ac-adam does not read it"),
     ("ac-cg", "damping", 0.3, "damping is a smac and woodbury setting; algo=ac-cg does not read it "
-                              "(its settings: cg_damping, cg_iters, cg_max_kl, cg_line_search, cg_backtrack_iters)"),
-    ("woodbury", "cg_line_search", True, "cg_line_search is an ac-cg setting; algo=woodbury does not read it "
-                                         "(its settings: damping, rank)"),
+                              f"(its settings: cg_damping, cg_iters, {STEP})"),
+    ("woodbury", "cg_iters", 5, "cg_iters is an ac-cg setting; algo=woodbury does not read it "
+                                f"(its settings: damping, rank, {STEP})"),
 ]
 
 
@@ -99,9 +111,11 @@ def test_each_algorithm_gets_its_own_section_with_its_defaults():
         Algo.WOODBURY: WoodburySettings}
     assert TrainConfig(algo="woodbury").algo_settings == WoodburySettings(damping=0.1, rank=8)
     assert "rank" not in TrainConfig(algo="smac").to_dict() and "damping" not in TrainConfig(algo="ac-sgd").to_dict()
-    cg = TrainConfig.from_dict({"algo": "ac-cg", "cg_iters": "20", "cg_line_search": "true"})
-    assert cg.algo_settings == CGSettings(cg_iters=20, cg_line_search=True)
+    cg = TrainConfig.from_dict({"algo": "ac-cg", "cg_iters": "20", "step_rule": "KL", "backtrack_iters": "10"})
+    assert cg.algo_settings == CGSettings(cg_iters=20, step_rule=StepRule.KL, backtrack_iters=10)
+    assert cg.to_dict()["step_rule"] == "kl" and json.loads(json.dumps(cg.to_dict())) == cg.to_dict()
     assert TrainConfig.from_dict(cg.to_dict()) == cg
+    assert "step_rule" not in TrainConfig(algo="ac-adam").to_dict()
 
 
 def test_a_section_validates_itself_and_must_be_its_algorithms():
@@ -134,6 +148,23 @@ def test_a_config_saved_with_every_algorithms_fields_still_loads():
         assert upgrade_saved_config({**old, "rank": 32}) == TrainConfig(algo="smac").to_dict()
     with pytest.raises(ConfigError, match="rank is a woodbury setting"):
         TrainConfig.from_dict(old)  # a config built today may not hold them
+
+
+def test_a_config_saved_before_the_step_size_rule_loads_with_the_same_step():
+    """ac-cg's cg_max_kl / cg_line_search / cg_backtrack_iters became step_rule, target_kl, backtrack_iters."""
+    today = TrainConfig(algo="ac-cg").to_dict()
+    before = {k: v for k, v in today.items() if k not in ("step_rule", "target_kl", "backtrack_iters", "backtrack_ratio")}
+    plain = {**before, "cg_max_kl": None, "cg_line_search": False, "cg_backtrack_iters": 10}
+    assert upgrade_saved_config(plain) == today  # the old defaults: today's fixed step, no line search
+    trpo = {**plain, "cg_max_kl": 0.02, "cg_line_search": True, "cg_backtrack_iters": 7}
+    assert TrainConfig.from_dict(upgrade_saved_config(trpo)).algo_settings == CGSettings(
+        step_rule=StepRule.KL, target_kl=0.02, backtrack_iters=7)
+    searched = {**plain, "cg_line_search": True}
+    assert TrainConfig.from_dict(upgrade_saved_config(searched)).algo_settings == CGSettings(backtrack_iters=10)
+    smac = {k: v for k, v in TrainConfig(algo="smac").to_dict().items() if k != "step_rule"}
+    assert upgrade_saved_config(smac) == TrainConfig(algo="smac").to_dict()  # a missing setting: its default
+    with pytest.warns(SavedConfigWarning, match=r"algo=smac sets cg_max_kl=0.1, which that algorithm does not read"):
+        assert upgrade_saved_config({**smac, "cg_max_kl": 0.1}) == TrainConfig(algo="smac").to_dict()
 
 
 def test_derived_fields():

@@ -30,6 +30,9 @@ from conftest import tiny_actor, tiny_batch  # noqa: E402
 
 GOLDEN = Path(__file__).resolve().parent / "golden" / "golden.json"
 N = 12
+ADDED_EXTRAS = frozenset({"step_size"})
+"""Extras a rule reports that are newer than the recorded values (the KL step size, issue 15): left out of the
+comparison, so that the bits of everything recorded still have to match."""
 
 
 def fingerprint() -> str:
@@ -94,7 +97,7 @@ def update_case(rule: str, discrete: bool, dtype: torch.dtype, body: str = "tanh
     infos = [upd.step(batch) for _ in range(3)]
     return {"theta": digest(theta(actor)),
             "info": [[repr(i.actor_loss), repr(i.update_norm), i.skipped, i.skip_reason,
-                      sorted([k, repr(v)] for k, v in i.extras.items())] for i in infos]}
+                      sorted([k, repr(v)] for k, v in i.extras.items() if k not in ADDED_EXTRAS)] for i in infos]}
 
 
 def optim_case(kind: str, discrete: bool, dtype: torch.dtype) -> dict:

@@ -14,7 +14,9 @@ from natpg import make_config
 from natpg.cli import app
 from natpg.guards import SkipCounter, TrainingDiverged
 from natpg.trainer import Trainer
-from natpg.updates import AdamUpdate, ActorBatch, NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate, WoodburyUpdate
+from natpg.config import StepRule
+from natpg.updates import (AdamUpdate, ActorBatch, NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate, StepSize,
+                           WoodburyUpdate)
 
 
 def rows(path):
@@ -33,13 +35,15 @@ FAULTS = {
     "NaNObs": ("natpg-test/NaNObs-v0", 3, "non-finite observation"),
 }
 CASES = [(a, f) for a in ["smac", "ac-cg", "ac-adam", "ac-sgd", "woodbury"] for f in ("NaNReward", "InfObs")]
-CASES += [("smac", "InfReward"), ("smac", "NaNObs")]
+CASES += [("smac", "InfReward"), ("smac", "NaNObs"), ("smac-kl", "NaNReward"), ("smac-kl", "InfObs")]
+KL_STEP = {"step_rule": "kl", "backtrack_iters": 5}
 
 
 @pytest.mark.parametrize("algo,fault", CASES)
 def test_injected_fault_skips_that_update_and_training_goes_on(tmp_path, algo, fault):
     env_id, bad_iteration, reason = FAULTS[fault]
-    cfg = make_config(env_id, algo, 0, {"total_steps": 4000})
+    extra = KL_STEP if algo.endswith("-kl") else {}
+    cfg = make_config(env_id, algo.removesuffix("-kl"), 0, {"total_steps": 4000, **extra})
     trainer = Trainer(cfg)
     before = [p.detach().clone() for p in trainer.actor.parameters()]
     snapshots = []
@@ -57,9 +61,10 @@ def test_injected_fault_skips_that_update_and_training_goes_on(tmp_path, algo, f
     assert params_finite(trainer.actor) and params_finite(trainer.critic)
 
 
-@pytest.mark.parametrize("algo", ["smac", "ac-cg", "ac-sgd", "woodbury", "ac-adam"])
+@pytest.mark.parametrize("algo", ["smac", "ac-cg", "ac-sgd", "woodbury", "ac-adam", "smac-kl", "ac-sgd-kl"])
 def test_huge_rewards_leave_parameters_and_policy_finite(tmp_path, algo):
-    cfg = make_config("natpg-test/HugeReward-v0", algo, 0, {"total_steps": 3000})
+    extra = KL_STEP if algo.endswith("-kl") else {}
+    cfg = make_config("natpg-test/HugeReward-v0", algo.removesuffix("-kl"), 0, {"total_steps": 3000, **extra})
     trainer = Trainer(cfg)
     trainer.run(tmp_path / "run")
     assert params_finite(trainer.actor) and params_finite(trainer.critic)
@@ -108,7 +113,13 @@ def test_skip_counter_resets_on_success():
     lambda a: SGDUpdate(a, 0.1), lambda a: AdamUpdate(a, 0.1), lambda a: ShermanMorrisonUpdate(a, 0.1, 0.1),
     lambda a: ShermanMorrisonUpdate(a, 0.1, 0.1, batch_size=1), lambda a: WoodburyUpdate(a, 0.1, 0.1, 3),
     lambda a: NaturalCGUpdate(a, 0.1), lambda a: NaturalCGUpdate(a, 0.1, line_search=True),
-], ids=["sgd", "adam", "smac", "smac-B1", "woodbury", "cg", "cg-linesearch"])
+    lambda a: ShermanMorrisonUpdate(a, 0.1, 0.1, step_size=StepSize(StepRule.KL)),
+    lambda a: ShermanMorrisonUpdate(a, 0.1, 0.1, batch_size=1, step_size=StepSize(StepRule.KL, backtrack_iters=3)),
+    lambda a: SGDUpdate(a, 0.1, step_size=StepSize(StepRule.KL, backtrack_iters=3)),
+    lambda a: WoodburyUpdate(a, 0.1, 0.1, 3, step_size=StepSize(StepRule.KL)),
+    lambda a: NaturalCGUpdate(a, 0.1, max_kl=0.01, line_search=True),
+], ids=["sgd", "adam", "smac", "smac-B1", "woodbury", "cg", "cg-linesearch", "smac-kl", "smac-B1-kl-linesearch",
+        "sgd-kl-linesearch", "woodbury-kl", "cg-kl-linesearch"])
 @pytest.mark.parametrize("fault", ["inf_advantage", "inf_action", "huge_obs"])
 def test_update_rules_never_write_non_finite_parameters(make, fault):
     actor = tiny_actor(discrete=False)

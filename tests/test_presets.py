@@ -79,7 +79,7 @@ def test_load_preset_unknown_env():
 
 
 def test_config_round_trips_through_dict():
-    cfg = make_config("Hopper-v5", "ac-cg", 4, {"hidden_sizes": (32, 16), "cg_max_kl": 0.01})
+    cfg = make_config("Hopper-v5", "ac-cg", 4, {"hidden_sizes": (32, 16), "step_rule": "kl", "target_kl": 0.01})
     assert TrainConfig.from_dict(cfg.to_dict()) == cfg
 
 
@@ -151,10 +151,20 @@ def test_every_preset_gives_each_algorithm_only_the_settings_it_reads():
     ({"envs": {"A": {"env_id": "A-v0", "damping": 0.1}}}, r"x.toml \[envs.A\] sets damping, a smac and woodbury"),
     ({"envs": {"A": {"env_id": "A-v0", "ac-sgd": {"damping": 0.1}}}}, r"\[envs.A.ac-sgd\] sets damping"),
     ({"common": {"dampng": 0.1}}, r"x.toml \[common\] sets 'dampng', which is no setting"),
+    ({"common": {"step_rule": "kl"}}, r"x.toml \[common\] sets step_rule, a smac, ac-sgd, ac-cg and woodbury setting; "
+                                      r"put it under \[algos.smac\]"),  # ac-adam takes no step-size rule
+    ({"algos": {"ac-adam": {"target_kl": 0.01}}}, r"\[algos.ac-adam\] sets target_kl, .* that ac-adam does not read"),
 ])
 def test_a_preset_file_with_a_setting_where_its_algorithm_does_not_read_it_is_refused(table, message):
     with pytest.raises(ConfigError, match=message):
         check_table("x.toml", table)
+
+
+def test_a_preset_file_may_give_every_direction_rule_the_kl_step_size():
+    step = {"step_rule": "kl", "target_kl": 0.01, "backtrack_iters": 10}
+    table = {"algos": {a: dict(step) for a in ("smac", "ac-sgd", "ac-cg", "woodbury")},
+             "envs": {"A": {"env_id": "A-v0", "smac": dict(step)}}}
+    assert check_table("x.toml", table) is table
 
 
 def test_the_inferred_set_may_hold_every_common_setting_but_no_algorithms(monkeypatch):

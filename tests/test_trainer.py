@@ -106,7 +106,7 @@ def check_run_folder(run_dir, cfg, n_iterations):
 
 def test_ac_cg_extras_reach_iterations_csv_and_tensorboard(tmp_path):
     """CG's residual and iterations and the line search's outcome are logged as ``train/…`` every iteration."""
-    cfg = make_config("CartPole-v1", "ac-cg", 0, {"total_steps": 3000, "cg_line_search": True, "cg_max_kl": 0.01,
+    cfg = make_config("CartPole-v1", "ac-cg", 0, {"total_steps": 3000, "backtrack_iters": 10, "step_rule": "kl",
                                                   "tensorboard": True})
     train(cfg, tmp_path / "run")
     iters, _ = check_run_folder(tmp_path / "run", cfg, 3)

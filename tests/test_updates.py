@@ -10,8 +10,8 @@ from torch.distributions import kl_divergence
 from torch.func import functional_call
 
 from conftest import tiny_actor, tiny_batch
-from natpg.config import Algo, TrainConfig
-from natpg.updates import (AdamUpdate, NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate, WoodburyUpdate,
+from natpg.config import Algo, StepRule, TrainConfig
+from natpg.updates import (AdamUpdate, NaturalCGUpdate, SGDUpdate, ShermanMorrisonUpdate, StepSize, WoodburyUpdate,
                            make_update)
 from natpg.updates.base import ActorBatch, flatten
 
@@ -283,8 +283,8 @@ def test_non_finite_step_is_skipped_and_parameters_unchanged(setup):
                                       (Algo.WOODBURY, WoodburyUpdate)])
 def test_make_update_builds_the_configured_rule(algo, cls):
     own = {Algo.SMAC: {"damping": 0.3}, Algo.WOODBURY: {"damping": 0.3, "rank": 4},
-           Algo.AC_CG: {"cg_damping": 0.2, "cg_iters": 3, "cg_max_kl": 0.01, "cg_line_search": True,
-                        "cg_backtrack_iters": 2}}.get(algo, {})
+           Algo.AC_CG: {"cg_damping": 0.2, "cg_iters": 3, "step_rule": "kl", "target_kl": 0.01,
+                        "backtrack_iters": 2}}.get(algo, {})
     cfg = TrainConfig.from_dict({"algo": algo, "actor_lr": 0.02, "batch_size": 10 if algo is Algo.SMAC else None, **own})
     upd = make_update(cfg, tiny_actor(True, dtype=torch.float32))
     assert type(upd) is cls and upd.lr == 0.02
@@ -293,4 +293,5 @@ def test_make_update_builds_the_configured_rule(algo, cls):
     if cls is WoodburyUpdate:
         assert upd.damping == 0.3 and upd.rank == 4
     if cls is NaturalCGUpdate:
-        assert (upd.cg_damping, upd.cg_iters, upd.max_kl, upd.line_search, upd.backtrack_iters) == (0.2, 3, 0.01, True, 2)
+        assert (upd.cg_damping, upd.cg_iters, upd.max_kl) == (0.2, 3, 0.01)
+        assert upd.step_size == StepSize(StepRule.KL, 0.01, backtrack_iters=2)

@@ -38,13 +38,14 @@ class Algo(str, enum.Enum):
     @classmethod
     def parse(cls, value: "str | Algo") -> "Algo":
         """The algorithm named by ``value`` (any case); a :class:`ConfigError` listing the allowed names otherwise."""
-        if isinstance(value, Algo):
-            return value
-        try:
-            return cls(str(value).lower())
-        except ValueError:
-            allowed = ", ".join(a.value for a in cls)
-            raise ConfigError(f"unknown algorithm {value!r}; allowed: {allowed}") from None
+        return _parse_choice(cls, value, "algo", "unknown algorithm {value!r}; allowed: {allowed}")
+
+
+class StepRule(str, enum.Enum):
+    """How far θ moves along an update rule's direction x (docs/method.md §2, "Step size")."""
+
+    FIXED = "fixed"  #: ``θ ← θ + η x`` with ``η = actor_lr``
+    KL = "kl"        #: ``η = √(2δ / xᵀFx)``: the KL's quadratic model equals ``target_kl`` (TRPO's scaling)
 
 
 class EnvBackend(str, enum.Enum):
@@ -62,6 +63,10 @@ class Vectorization(str, enum.Enum):
 
 
 # --------------------------------------------------------------------------- the algorithms' own settings
+
+_STEP_SIZE_NAMES = ("step_rule", "target_kl", "backtrack_iters", "backtrack_ratio")
+"""The fields of :class:`StepSizeSettings` (listed after a section's own)."""
+
 
 @dataclass(frozen=True)
 class AlgoSettings:
@@ -86,17 +91,51 @@ class AlgoSettings:
 
     @classmethod
     def field_names(cls) -> tuple[str, ...]:
-        """The flat names of this section's fields."""
-        return tuple(f.name for f in fields(cls))
+        """The flat names of this section's fields: the algorithm's own, then the step-size rule's."""
+        names = [f.name for f in fields(cls)]
+        return tuple(sorted(names, key=lambda n: n in _STEP_SIZE_NAMES))
 
     def to_dict(self) -> dict[str, Any]:
-        """The fields as a plain JSON-able dict."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        """The fields as a plain JSON-able dict (enums as their values), in :meth:`field_names` order."""
+        return {name: _plain(getattr(self, name)) for name in self.field_names()}
 
 
 @dataclass(frozen=True)
-class SGDSettings(AlgoSettings):
-    """ac-sgd reads no settings of its own: its step is ``η g`` with the common ``actor_lr``."""
+class StepSizeSettings(AlgoSettings):
+    """The step-size rule of the algorithms whose update is a direction x (all but ac-adam; docs/method.md §2).
+
+    Its fields sit in each of those sections under the same flat names.
+    """
+
+    step_rule: StepRule = StepRule.FIXED
+    """``fixed``: ``θ ← θ + η x`` with ``η = actor_lr``. ``kl``: ``η = √(2 target_kl / xᵀFx)`` with F the
+    policy's Fisher, so that the quadratic model of the mean KL between the old and new policy equals
+    ``target_kl`` (``actor_lr`` is then not read)."""
+    target_kl: float = 0.01
+    """δ > 0: the KL that ``step_rule=kl`` aims each step at; with backtracking under ``kl`` a candidate
+    whose measured mean KL exceeds 1.5 δ is rejected."""
+    backtrack_iters: int = 0
+    """Line search: the most candidates to try, the full step first, each next one ``backtrack_ratio``
+    times shorter; the first that raises the surrogate ``mean(π_new/π_old · A)`` (and, under ``kl``, keeps
+    the measured KL within 1.5 δ) is kept, and if none is, θ is restored. 0: no line search."""
+    backtrack_ratio: float = 0.5
+    """The line search's shrink factor, in (0, 1)."""
+
+    def _check_values(self) -> None:
+        object.__setattr__(self, "step_rule", _parse_choice(StepRule, self.step_rule, "step_rule"))
+        _positive(self, "target_kl")
+        _require(self.backtrack_iters >= 0,
+                 f"backtrack_iters={self.backtrack_iters!r} must be an integer >= 0 (0 = no line search)")
+        _require(math.isfinite(self.backtrack_ratio) and 0 < self.backtrack_ratio < 1,
+                 f"backtrack_ratio={self.backtrack_ratio!r} must be in (0, 1)")
+
+
+assert _STEP_SIZE_NAMES == tuple(f.name for f in fields(StepSizeSettings))
+
+
+@dataclass(frozen=True)
+class SGDSettings(StepSizeSettings):
+    """ac-sgd's own settings: only the step-size rule (its direction is ``g``)."""
 
     algo: ClassVar[Algo] = Algo.AC_SGD
 
@@ -109,7 +148,7 @@ class AdamSettings(AlgoSettings):
 
 
 @dataclass(frozen=True)
-class SmacSettings(AlgoSettings):
+class SmacSettings(StepSizeSettings):
     """smac's own settings (docs/method.md §2)."""
 
     algo: ClassVar[Algo] = Algo.SMAC
@@ -117,11 +156,12 @@ class SmacSettings(AlgoSettings):
     """λ > 0: damping of the rank-1 empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``."""
 
     def _check_values(self) -> None:
+        super()._check_values()
         _positive(self, "damping")
 
 
 @dataclass(frozen=True)
-class WoodburySettings(AlgoSettings):
+class WoodburySettings(StepSizeSettings):
     """woodbury's own settings (docs/method.md §2); its mini-batch must hold at least ``rank`` samples."""
 
     algo: ClassVar[Algo] = Algo.WOODBURY
@@ -131,6 +171,7 @@ class WoodburySettings(AlgoSettings):
     """k >= 1: each mini-batch is split into k groups whose mean scores form U."""
 
     def _check_values(self) -> None:
+        super()._check_values()
         _positive(self, "damping")
         _at_least_one(self, "rank")
 
@@ -142,28 +183,19 @@ class WoodburySettings(AlgoSettings):
 
 
 @dataclass(frozen=True)
-class CGSettings(AlgoSettings):
-    """ac-cg's own settings (docs/method.md §2)."""
+class CGSettings(StepSizeSettings):
+    """ac-cg's own settings (docs/method.md §2); TRPO's step is ``step_rule=kl`` with ``backtrack_iters=10``."""
 
     algo: ClassVar[Algo] = Algo.AC_CG
     cg_damping: float = 0.1
     """λ_cg > 0 added to the Fisher."""
     cg_iters: int = 10
     """Conjugate-gradient iterations."""
-    cg_max_kl: float | None = None
-    """Scale the step to this KL (TRPO rule) instead of using ``actor_lr``. ``None``: off."""
-    cg_line_search: bool = False
-    """Backtrack until the surrogate improves (and KL ≤ 1.5·cg_max_kl if set). Off by default."""
-    cg_backtrack_iters: int = 10
-    """Halvings the line search tries before it restores the old parameters."""
 
     def _check_values(self) -> None:
+        super()._check_values()
         _positive(self, "cg_damping")
-        for name in ("cg_iters", "cg_backtrack_iters"):
-            _at_least_one(self, name)
-        if self.cg_max_kl is not None:
-            _require(math.isfinite(self.cg_max_kl) and self.cg_max_kl > 0,
-                     f"cg_max_kl={self.cg_max_kl!r} must be > 0 or None")
+        _at_least_one(self, "cg_iters")
 
 
 ALGO_SETTINGS: dict[Algo, type[AlgoSettings]] = {
@@ -182,14 +214,15 @@ class TrainConfig:
 
     Example:
         >>> cfg = TrainConfig.from_dict({"algo": "woodbury", "rank": 4})
-        >>> cfg.algo_settings
-        WoodburySettings(damping=0.1, rank=4)
+        >>> cfg.algo_settings.rank, cfg.algo_settings.step_rule.value
+        (4, 'fixed')
         >>> cfg.to_dict()["rank"], "cg_iters" in cfg.to_dict()
         (4, False)
         >>> TrainConfig.from_dict({"algo": "smac", "rank": 4})
         Traceback (most recent call last):
         ...
-        natpg.config.ConfigError: rank is a woodbury setting; algo=smac does not read it (its settings: damping)
+        natpg.config.ConfigError: rank is a woodbury setting; algo=smac does not read it (its settings: damping, \
+step_rule, target_kl, backtrack_iters, backtrack_ratio)
     """
 
     env_id: str = "CartPole-v1"
@@ -381,7 +414,8 @@ def algos_reading(key: str) -> tuple[Algo, ...]:
 
 def whose_setting(key: str) -> str:
     """``key``'s owners in words, e.g. ``'a smac and woodbury setting'`` (for one-line messages)."""
-    owners = " and ".join(a.value for a in algos_reading(key))
+    names = [a.value for a in algos_reading(key)]
+    owners = " and ".join([", ".join(names[:-1]), names[-1]] if len(names) > 2 else names)
     return f"{'an' if owners[:1] in tuple('aeiou') else 'a'} {owners} setting"
 
 
@@ -395,30 +429,74 @@ class SavedConfigWarning(UserWarning):
     """A saved config set another algorithm's field away from its default; it was dropped on reading."""
 
 
+_LEGACY_CG_FIELDS = {"cg_max_kl": None, "cg_line_search": False, "cg_backtrack_iters": 10}
+"""ac-cg's step-size options before they became the step-size rule of every algorithm, and their defaults."""
+_RENAMED = {
+    "cg_max_kl": "step_rule=kl with target_kl=δ",
+    "cg_line_search": "backtrack_iters (the most line-search candidates; 0 = off)",
+    "cg_backtrack_iters": "backtrack_iters",
+}
+"""Settings that no longer exist and what replaced them (for the message of an unknown key)."""
+
+
 def upgrade_saved_config(data: Mapping[str, Any]) -> dict[str, Any]:
     """A config saved by any natpg version (``config.json``, a checkpoint's or a summary's) in the form this version writes.
 
     The result loads and compares equal to the same config planned today.
 
-    Runs written before the settings were split by algorithm recorded every algorithm's fields.
-    The fields ``data``'s algorithm does not read are dropped: silently when at their default,
-    otherwise with a :class:`SavedConfigWarning` (the run never read them, so dropping them changes
-    nothing it did). A dict whose ``algo`` is missing or unknown is returned as it is.
+    * Runs written before the settings were split by algorithm recorded every algorithm's fields.
+      The fields ``data``'s algorithm does not read are dropped: silently when at their default,
+      otherwise with a :class:`SavedConfigWarning` (the run never read them, so dropping them changes
+      nothing it did).
+    * ac-cg's ``cg_max_kl``, ``cg_line_search`` and ``cg_backtrack_iters`` became the step-size rule:
+      ``cg_max_kl=δ`` reads as ``step_rule=kl, target_kl=δ``, and ``cg_line_search`` with
+      ``cg_backtrack_iters=n`` as ``backtrack_iters=n`` (0 without the line search): the same steps.
+    * A setting of the algorithm that the saved config lacks (it predates the setting) takes its
+      default, which is how that run behaved.
+
+    A dict whose ``algo`` is missing or unknown is returned as it is.
     """
     try:
-        own = algo_setting_names(data["algo"])
+        algo = Algo.parse(data["algo"])
     except (KeyError, ConfigError):
         return dict(data)
+    section = ALGO_SETTINGS[algo]
+    own = section.field_names()
+    legacy = {k: data[k] for k in _LEGACY_CG_FIELDS if k in data}
     out: dict[str, Any] = {}
     for k, v in data.items():
+        if k in _LEGACY_CG_FIELDS:
+            continue
         if k in _SECTION_FIELDS and k not in own:
             default = getattr(ALGO_SETTINGS[_SECTION_FIELDS[k][0]](), k)
-            if v != default:
-                warnings.warn(f"a saved config of algo={data['algo']} sets {k}={v!r}, which that algorithm does "
-                              f"not read; dropped", SavedConfigWarning, stacklevel=2)
+            _warn_dropped(data["algo"], k, v, _plain(default))
             continue
         out[k] = v
+    if algo is Algo.AC_CG:
+        if legacy.get("cg_max_kl") is not None:
+            out.setdefault("step_rule", StepRule.KL.value)
+            out.setdefault("target_kl", legacy["cg_max_kl"])
+        if "cg_line_search" in legacy:
+            searched = legacy["cg_line_search"]
+            out.setdefault("backtrack_iters", legacy.get("cg_backtrack_iters", 10) if searched else 0)
+    else:
+        for k, v in legacy.items():
+            _warn_dropped(data["algo"], k, v, _LEGACY_CG_FIELDS[k])
+    defaults = section().to_dict()
+    for k in own:
+        out.setdefault(k, defaults[k])
     return out
+
+
+def _warn_dropped(algo: Any, key: str, value: Any, default: Any) -> None:
+    if value != default:
+        warnings.warn(f"a saved config of algo={algo} sets {key}={value!r}, which that algorithm does "
+                      f"not read; dropped", SavedConfigWarning, stacklevel=3)
+
+
+def _plain(value: Any) -> Any:
+    """An enum as its value (what JSON holds); anything else as it is."""
+    return value.value if isinstance(value, enum.Enum) else value
 
 
 # --------------------------------------------------------------------------- coercion
@@ -438,6 +516,8 @@ def _hints() -> dict[str, Any]:
 
 
 def _unknown_key_message(key: str) -> str:
+    if key in _RENAMED:
+        return f"{key} no longer exists; use {_RENAMED[key]} (docs/method.md §2, step size)"
     close = difflib.get_close_matches(key, field_names(), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(field_names())}"
     return f"unknown setting {key!r}{hint}"
@@ -447,18 +527,28 @@ def _coerce_enums(cfg: TrainConfig) -> None:
     for name, enum_cls in (("algo", Algo), ("env_backend", EnvBackend), ("vectorization", Vectorization)):
         value = getattr(cfg, name)
         if not isinstance(value, enum_cls):
-            parsed: enum.Enum
-            if enum_cls is Algo:
-                parsed = Algo.parse(value)
-            else:
-                try:
-                    parsed = enum_cls(str(value).lower())
-                except ValueError:
-                    allowed = ", ".join(e.value for e in enum_cls)
-                    raise ConfigError(f"{name}={value!r} is not allowed; allowed: {allowed}") from None
+            parsed = Algo.parse(value) if enum_cls is Algo else _parse_choice(enum_cls, value, name)
             object.__setattr__(cfg, name, parsed)
     if isinstance(cfg.hidden_sizes, list):
         object.__setattr__(cfg, "hidden_sizes", tuple(cfg.hidden_sizes))
+
+
+_E = typing.TypeVar("_E", bound=enum.Enum)
+
+
+def _parse_choice(enum_cls: type[_E], value: Any, name: str,
+                  message: str = "{name}={value!r} is not allowed; allowed: {allowed}") -> _E:
+    """The member of ``enum_cls`` that ``value`` names (any case), else a :class:`ConfigError`.
+
+    Its text is ``message`` formatted with the setting's ``name``, ``value`` and ``allowed`` (the members' values).
+    """
+    if isinstance(value, enum_cls):
+        return value
+    try:
+        return enum_cls(str(value).lower())
+    except ValueError:
+        allowed = ", ".join(e.value for e in enum_cls)
+        raise ConfigError(message.format(name=name, value=value, allowed=allowed)) from None
 
 
 def parse_setting(text: str) -> tuple[str, Any]:

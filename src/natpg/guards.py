@@ -12,6 +12,8 @@ non-finite advantage (huge rewards)       update skipped
 non-finite gradient / curvature / step    the update rule skips (``UpdateInfo.skipped``)
 CG: pᵀFp ≤ 0, failed line search          CG stops at the last good iterate; a failed line
                                           search restores the old parameters
+KL step size: xᵀFx non-finite or ≤ 0      the step is skipped (:mod:`natpg.updates.step_size`);
+                                          any rule's failed line search restores θ exactly
 update leaves non-finite log-probs, or   the parameters are restored from a snapshot (the
 parameters that give no valid policy      distributions are built unvalidated, so σ = 0 shows
 (σ underflowed to 0)                      as a non-finite log-probability, not an exception)

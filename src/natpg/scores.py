@@ -249,6 +249,7 @@ class MLPScores(ScoreKernel):
         assert layers is not None
         self.layers = layers
         self._workspace: dict[str, Tensor] = {}
+        self._forward: tuple[Tensor, tuple[int, ...], list[Tensor]] | None = None
         dtypes = {p.dtype for p in params}
         self.single_sample_unsupported = (
             f"parameters of dtype {sorted(map(str, dtypes))}, not one of float32/float64"
@@ -267,6 +268,22 @@ class MLPScores(ScoreKernel):
         if buf is None or buf.shape != shape or buf.dtype != dtype:
             buf = self._workspace[name] = torch.empty(shape, dtype=dtype)
         return buf
+
+    def _stamp(self, obs: Tensor) -> tuple[int, ...]:
+        """The version counters of ``obs`` and of θ's tensors: any in-place write to them changes it."""
+        return (obs._version, *(p._version for p in self.params))
+
+    def forward_of(self, obs: Tensor) -> list[Tensor] | None:
+        """The last contraction's forward pass if it ran on this ``obs`` at the current θ, else ``None``.
+
+        Each linear layer's input (``obs``, then each tanh output), then the body's output: workspace
+        buffers, valid until the kernel runs again. The step-size rule's ``xᵀFx``
+        (:class:`natpg.updates.step_size.MLPFisher`) starts from them instead of a forward pass of its own.
+        """
+        last = self._forward
+        if last is None or last[0] is not obs or last[1] != self._stamp(obs):
+            return None
+        return last[2]
 
     def gradient(self, batch: Any, ent_coef: float = 0.0) -> tuple[Tensor, Tensor]:
         """``g`` as the single row of :meth:`rows` with no weights (a workspace buffer: valid until the next call)."""
@@ -298,6 +315,7 @@ class MLPScores(ScoreKernel):
                     x = torch.addmm(lin.bias, x, lin.weight.T, out=out)
                 if i < last:
                     x.tanh_()
+            self._forward = (obs, self._stamp(obs), [*inputs, x])
             logp, delta, log_std_signal = self._head_signals(x, actions)
             # Back-propagate by hand: δ_{l-1} = (δ_l W_l) ⊙ (1 − h_{l-1}²) (tanh_backward fuses the product).
             signals = [delta]

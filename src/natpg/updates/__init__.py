@@ -12,11 +12,24 @@ algo           update                                      class
 ``smac``       ``θ ← θ + η (λI + ℓ̄ℓ̄ᵀ)⁻¹ g``                :class:`ShermanMorrisonUpdate`
 ``woodbury``   ``θ ← θ + η (λI + UUᵀ)⁻¹ g``                 :class:`WoodburyUpdate`
 =============  ==========================================  =====================
+
+Every rule but ac-adam produces a direction ``x`` and leaves the step length to its
+:class:`StepSize` (:mod:`natpg.updates.step_size`): ``η = actor_lr``, or TRPO's scaling of ``x``
+to a target KL, either optionally with a backtracking line search.
 """
 
 from __future__ import annotations
 
-from natpg.config import AdamSettings, Algo, CGSettings, SGDSettings, SmacSettings, TrainConfig, WoodburySettings
+from natpg.config import (
+    AdamSettings,
+    Algo,
+    CGSettings,
+    SGDSettings,
+    SmacSettings,
+    StepSizeSettings,
+    TrainConfig,
+    WoodburySettings,
+)
 from natpg.policies import Actor
 from natpg.updates.adam import AdamUpdate
 from natpg.updates.base import ActorBatch, ActorUpdate, ScoreRule, UpdateInfo
@@ -24,6 +37,7 @@ from natpg.updates.natural_cg import NaturalCGUpdate
 from natpg.updates.schedule import MiniBatchSchedule
 from natpg.updates.sgd import SGDUpdate
 from natpg.updates.sherman_morrison import ShermanMorrisonUpdate
+from natpg.updates.step_size import StepSize
 from natpg.updates.woodbury import WoodburyUpdate
 
 
@@ -45,21 +59,23 @@ def make_update(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
 def _make_rule(cfg: TrainConfig, actor: Actor) -> ActorUpdate:
     """The bare rule, from the common settings and ``cfg.algo_settings``, the section of the algorithm."""
     s = cfg.algo_settings
-    if isinstance(s, SGDSettings):
-        return SGDUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef)
     if isinstance(s, AdamSettings):
         return AdamUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef)
+    assert isinstance(s, StepSizeSettings)
+    size = StepSize.from_settings(s)
+    if isinstance(s, SGDSettings):
+        return SGDUpdate(actor, cfg.actor_lr, ent_coef=cfg.ent_coef, step_size=size)
     if isinstance(s, CGSettings):
-        return NaturalCGUpdate(actor, cfg.actor_lr, s.cg_damping, s.cg_iters, s.cg_max_kl,
-                               s.cg_line_search, s.cg_backtrack_iters, ent_coef=cfg.ent_coef)
+        return NaturalCGUpdate(actor, cfg.actor_lr, s.cg_damping, s.cg_iters, ent_coef=cfg.ent_coef, step_size=size)
     if isinstance(s, SmacSettings):
-        return ShermanMorrisonUpdate(actor, cfg.actor_lr, s.damping, cfg.batch_size, ent_coef=cfg.ent_coef)
+        return ShermanMorrisonUpdate(actor, cfg.actor_lr, s.damping, cfg.batch_size, ent_coef=cfg.ent_coef,
+                                     step_size=size)
     if isinstance(s, WoodburySettings):
-        return WoodburyUpdate(actor, cfg.actor_lr, s.damping, s.rank, ent_coef=cfg.ent_coef)
+        return WoodburyUpdate(actor, cfg.actor_lr, s.damping, s.rank, ent_coef=cfg.ent_coef, step_size=size)
     raise AssertionError(f"unhandled algo {cfg.algo}")  # pragma: no cover
 
 
 __all__ = [
     "ActorBatch", "ActorUpdate", "ScoreRule", "UpdateInfo", "make_update", "MiniBatchSchedule",
-    "SGDUpdate", "AdamUpdate", "NaturalCGUpdate", "ShermanMorrisonUpdate", "WoodburyUpdate",
+    "SGDUpdate", "AdamUpdate", "NaturalCGUpdate", "ShermanMorrisonUpdate", "WoodburyUpdate", "StepSize",
 ]

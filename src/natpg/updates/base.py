@@ -13,14 +13,16 @@ from __future__ import annotations
 import abc
 import math
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
 from natpg.flat import FlatParams, flatten
 from natpg.policies import Actor
-from natpg.scores import KernelChoice, ScoreKernel, select_score_kernel
+from natpg.scores import AutogradScores, KernelChoice, MLPScores, ScoreKernel, mlp_unsupported, select_score_kernel
+from natpg.updates.step_size import AutogradFisher, MLPFisher, PolicyFisher, StepOutcome, StepSize, take_step
 
 __all__ = ["ActorBatch", "UpdateInfo", "ActorUpdate", "ScoreRule", "policy_loss", "flatten"]
 
@@ -112,6 +114,9 @@ class ScoreRule(ActorUpdate):
         lr: step size η > 0.
         ent_coef: entropy bonus ``c`` in ``J``.
         scores: which kernel for an actor; default the rule's :attr:`default_scores`.
+        step_size: how far θ moves along the rule's direction (:mod:`natpg.updates.step_size`);
+            default ``fixed`` (``θ ← θ + η x``). Any other needs a policy the rule can evaluate (an
+            actor, or a kernel that builds the distribution).
     """
 
     default_scores: ClassVar[KernelChoice] = "auto"
@@ -119,7 +124,7 @@ class ScoreRule(ActorUpdate):
     label: ClassVar[str] = "update"
 
     def __init__(self, policy: Actor | ScoreKernel, lr: float, ent_coef: float = 0.0,
-                 scores: KernelChoice | None = None) -> None:
+                 scores: KernelChoice | None = None, step_size: StepSize | None = None) -> None:
         if not lr > 0:
             raise ValueError(f"lr must be > 0, got {lr!r}")
         if isinstance(policy, ScoreKernel):
@@ -130,6 +135,30 @@ class ScoreRule(ActorUpdate):
         self.flat = self.scores.flat
         self.lr = float(lr)
         self.ent_coef = float(ent_coef)
+        self.fisher = _policy_fisher(policy, self.scores, self.flat)
+        """The policy as the step-size rule evaluates it (``None``: only the plain fixed step is possible)."""
+        self.step_size = step_size or StepSize()
+
+    @property
+    def step_size(self) -> StepSize:
+        """The step-size rule (:mod:`natpg.updates.step_size`)."""
+        return self._step_size
+
+    @step_size.setter
+    def step_size(self, size: StepSize) -> None:
+        if not size.plain and self.fisher is None:
+            raise ValueError(f"step_rule={size.rule.value} with backtrack_iters={size.backtrack_iters} needs the "
+                             "policy's distribution; this score kernel gives log-probabilities only")
+        self._step_size = size
+
+    def move(self, x: Tensor, batch: Any, quadratic: Callable[[Tensor], float] | None = None,
+             old: Distribution | None = None) -> StepOutcome:
+        """θ along the direction ``x`` by :attr:`step_size` (:func:`natpg.updates.step_size.take_step`).
+
+        Under ``fixed`` the caller passes ``η x`` (:attr:`StepSize.folds_lr`), which a plain rule
+        applies as it is.
+        """
+        return take_step(self.step_size, x, batch, self.lr, self.flat, self.apply, self.fisher, quadratic, old)
 
     @property
     def score_kernel(self) -> str:
@@ -149,3 +178,20 @@ class ScoreRule(ActorUpdate):
             return 0.0, "non-finite step"
         self.flat.add_(step)
         return norm, ""
+
+
+def _policy_fisher(policy: Actor | ScoreKernel, scores: ScoreKernel, flat: FlatParams) -> PolicyFisher | None:
+    """The step-size rule's view of the policy: the hand-written pass for a Linear/Tanh actor, else autograd.
+
+    With the MLP score kernel, the hand-written pass starts from the kernel's forward pass of the batch.
+    """
+    if isinstance(policy, MLPScores):
+        policy = policy.actor
+    if isinstance(policy, Actor):
+        actor = policy
+        if not mlp_unsupported(actor, flat.params):
+            return MLPFisher(actor, flat, scores if isinstance(scores, MLPScores) else None)
+        return AutogradFisher(flat, lambda batch: actor.distribution(batch.obs))
+    if isinstance(policy, AutogradScores):
+        return AutogradFisher(flat, policy.distribution)
+    return None

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import math
+from dataclasses import replace
 from typing import Any, Callable, ClassVar
 
 import torch
-from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+from torch.distributions import Distribution, kl_divergence
 
+from natpg.config import StepRule
 from natpg.curvature import conjugate_gradient, damped_hvp
 from natpg.policies import Actor
 from natpg.scores import AutogradScores, KernelChoice, ScoreKernel
 from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
+from natpg.updates.step_size import StepSize, detached
 
 
 class NaturalCGUpdate(ScoreRule):
@@ -21,15 +23,16 @@ class NaturalCGUpdate(ScoreRule):
     ``KL(π_old ‖ π_θ)`` at ``θ = θ_old`` (as in TRPO), applied matrix-free. ``g`` comes from
     the (autograd) score kernel, which also gives the distribution the KL is built from.
 
-    Options (off by default):
-      * ``max_kl``: replace η by the TRPO scale ``√(2 δ / xᵀ(F+λI)x)``, so that the
-        second-order model of the KL, ``½ stepᵀ F step``, equals ``δ``.
-      * ``line_search``: halve the step up to ``backtrack_iters`` times until the
-        importance-weighted surrogate ``mean(π_θ/π_old · A)`` strictly improves and, if
-        ``max_kl`` is set, the measured mean KL is at most ``1.5 · max_kl`` (a tolerance over
-        the quadratic model, as in TRPO implementations); if no step is accepted the old
-        parameters are restored. The line search re-evaluates the policy at each candidate,
-        so the kernel must evaluate it (a kernel over given log-probabilities cannot).
+    η comes from the step-size rule (:mod:`natpg.updates.step_size`). TRPO's step is
+    ``StepSize(StepRule.KL, δ, backtrack_iters=10)``; under ``kl`` ac-cg measures ``xᵀFx`` with
+    the damped product ``xᵀ(F + λ_cg I)x`` it solved with (as TRPO implementations do; one more
+    product on the graph it already built), so ``½ stepᵀ(F + λ_cg I) step = δ``. The line search
+    re-evaluates the policy at each candidate, so the kernel must evaluate it (a kernel over
+    given log-probabilities cannot).
+
+    ``max_kl``, ``line_search`` and ``backtrack_iters`` are a shorthand for ``step_size``:
+    ``max_kl=δ`` is ``step_rule=kl, target_kl=δ`` and ``line_search=True`` is ``backtrack_iters``
+    candidates (0 without); ``step_size``, when given, wins.
     """
 
     default_scores: ClassVar[KernelChoice] = "autograd"
@@ -37,8 +40,12 @@ class NaturalCGUpdate(ScoreRule):
 
     def __init__(self, policy: Actor | ScoreKernel, lr: float, cg_damping: float = 0.1, cg_iters: int = 10,
                  max_kl: float | None = None, line_search: bool = False, backtrack_iters: int = 10,
-                 ent_coef: float = 0.0, scores: KernelChoice | None = None) -> None:
-        super().__init__(policy, lr, ent_coef, scores)
+                 ent_coef: float = 0.0, scores: KernelChoice | None = None, step_size: StepSize | None = None) -> None:
+        if step_size is None:
+            step_size = StepSize(StepRule.FIXED if max_kl is None else StepRule.KL,
+                                 StepSize.target_kl if max_kl is None else max_kl,
+                                 int(backtrack_iters) if line_search else 0)
+        super().__init__(policy, lr, ent_coef, scores, step_size)
         if not isinstance(self.scores, AutogradScores):
             raise ValueError("ac-cg needs the autograd score kernel (its Fisher-vector products are double backward)")
         self.kernel: AutogradScores = self.scores
@@ -46,9 +53,17 @@ class NaturalCGUpdate(ScoreRule):
             raise ValueError(f"cg_damping must be > 0, got {cg_damping!r}")
         self.cg_damping = float(cg_damping)
         self.cg_iters = int(cg_iters)
-        self.max_kl = max_kl
-        self.line_search = line_search
-        self.backtrack_iters = int(backtrack_iters)
+
+    @property
+    def max_kl(self) -> float | None:
+        """δ under ``step_rule=kl``, ``None`` under ``fixed``; setting it switches the rule (the line search stays)."""
+        return self.step_size.target_kl if self.step_size.rule is StepRule.KL else None
+
+    @max_kl.setter
+    def max_kl(self, value: float | None) -> None:
+        size = self.step_size
+        self.step_size = (replace(size, rule=StepRule.FIXED) if value is None
+                          else replace(size, rule=StepRule.KL, target_kl=float(value)))
 
     def step(self, batch: Any) -> UpdateInfo:
         """One natural-gradient (CG) update of the actor on ``batch`` (see :meth:`ActorUpdate.step`)."""
@@ -64,41 +79,11 @@ class NaturalCGUpdate(ScoreRule):
                               {"cg_nonpositive_curvature": 1.0})
         extras = {"cg_iterations": float(res.iterations), "cg_residual": res.residual_norm,
                   "cg_nonpositive_curvature": float(res.nonpositive_curvature)}
-        scale = self.lr
-        if self.max_kl is not None:
-            xFx = float(torch.dot(x, matvec(x)))
-            if not (math.isfinite(xFx) and xFx > 0):
-                return UpdateInfo(loss, 0.0, 1, "non-positive curvature xᵀFx", extras)
-            scale = math.sqrt(2.0 * self.max_kl / xFx)
-        step = scale * x
-        if not self.line_search:
-            norm, reason = self.apply(step)
-            return UpdateInfo(loss, norm, int(bool(reason)), reason, extras)
-        return self._line_search(batch, old, step, loss, extras)
-
-    def _line_search(self, batch: Any, old: Distribution, step: torch.Tensor, loss: float,
-                     extras: dict[str, float]) -> UpdateInfo:
-        if not bool(torch.isfinite(step).all()):
-            return UpdateInfo(loss, 0.0, 1, "non-finite step", extras)
-        with torch.no_grad():
-            theta_old = self.flat.get().clone()
-            old_logp = old.log_prob(batch.actions)
-            base = float((batch.advantages).mean())  # surrogate at θ_old: mean(ratio·A) with ratio = 1
-            frac = 1.0
-            for i in range(self.backtrack_iters):
-                self.flat.set_(theta_old + frac * step)
-                dist = self.kernel.distribution(batch)  # σ underflowed to 0: non-finite surrogate, rejected
-                ratio = (dist.log_prob(batch.actions) - old_logp).exp()
-                surr = float((ratio * batch.advantages).mean())
-                kl = float(kl_divergence(old, dist).mean())
-                ok_kl = self.max_kl is None or kl <= 1.5 * self.max_kl
-                if math.isfinite(surr) and surr > base and ok_kl:
-                    extras.update({"line_search_steps": float(i + 1), "line_search_failed": 0.0})
-                    return UpdateInfo(loss, float(frac * step.norm()), 0, "", extras)
-                frac *= 0.5
-            self.flat.set_(theta_old)
-        extras.update({"line_search_steps": float(self.backtrack_iters), "line_search_failed": 1.0})
-        return UpdateInfo(loss, 0.0, 1, "line search found no improving step; parameters restored", extras)
+        folds = self.step_size.folds_lr
+        out = self.move(self.lr * x if folds else x, batch, old=old,
+                        quadratic=None if folds else (lambda v: float(torch.dot(v, matvec(v)))))
+        extras.update(out.extras)
+        return UpdateInfo(loss, out.norm, int(bool(out.reason)), out.reason, extras)
 
 
 def fisher_matvec(dist: Distribution, params: list[torch.Tensor],
@@ -108,15 +93,5 @@ def fisher_matvec(dist: Distribution, params: list[torch.Tensor],
     ``F`` is the Hessian of the mean ``KL(π_old ‖ π_θ)`` at ``θ = θ_old``
     (:func:`natpg.curvature.damped_hvp`), ``dist`` the distribution at θ with its graph.
     """
-    old = _detached(dist)
+    old = detached(dist)
     return old, damped_hvp(kl_divergence(old, dist).mean(), params, damping)
-
-
-def _detached(dist: Distribution) -> Distribution:
-    """A copy of ``dist`` whose parameters carry no graph (the 'old' policy), unvalidated (no host read)."""
-    if isinstance(dist, Categorical):
-        return Categorical(logits=dist.logits.detach(), validate_args=False)
-    if isinstance(dist, Independent) and isinstance(dist.base_dist, Normal):
-        return Independent(Normal(dist.base_dist.loc.detach(), dist.base_dist.scale.detach(), validate_args=False),
-                           dist.reinterpreted_batch_ndims, validate_args=False)
-    raise TypeError(f"cannot detach a {type(dist).__name__}")

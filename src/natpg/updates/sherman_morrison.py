@@ -12,6 +12,7 @@ from natpg.curvature import sherman_morrison_solve
 from natpg.policies import Actor
 from natpg.scores import KernelChoice, MLPScores, ScoreKernel
 from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
+from natpg.updates.step_size import StepSize
 
 
 class ShermanMorrisonUpdate(ScoreRule):
@@ -28,14 +29,16 @@ class ShermanMorrisonUpdate(ScoreRule):
     results; ``B = 1`` is the paper's Algorithm 1, which reduces to
     ``θ ← θ + η A_i ℓ_i / (λ + ℓ_iᵀ ℓ_i)``. ``g`` and ``ℓ̄`` are the two rows of one
     kernel call (weights ``1/B``). With B = 1 and the MLP kernel
-    (:attr:`single_sample_path`) the loop runs on the kernel's NumPy per-sample scores.
+    (:attr:`single_sample_path`) the loop runs on the kernel's NumPy per-sample scores. η comes
+    from the step-size rule (:mod:`natpg.updates.step_size`), once per mini-batch; the NumPy
+    B = 1 loop serves the plain fixed step only.
     """
 
     label = "smac"
 
     def __init__(self, policy: Actor | ScoreKernel, lr: float, damping: float, batch_size: int | None = None,
-                 ent_coef: float = 0.0, scores: KernelChoice | None = None) -> None:
-        super().__init__(policy, lr, ent_coef, scores)
+                 ent_coef: float = 0.0, scores: KernelChoice | None = None, step_size: StepSize | None = None) -> None:
+        super().__init__(policy, lr, ent_coef, scores, step_size)
         if not damping > 0:
             raise ValueError(f"damping must be > 0, got {damping!r}")
         if batch_size is not None and batch_size < 1:
@@ -54,26 +57,39 @@ class ShermanMorrisonUpdate(ScoreRule):
         b = n if self.batch_size is None else self.batch_size
         if n % b:
             raise ValueError(f"batch_size B={b} must divide the batch length N={n}")
-        if b == 1 and self.single_sample_path:
+        size = self.step_size
+        if b == 1 and self.single_sample_path and size.plain:
             return self._single_sample_steps(batch)
         dtype, device = batch.advantages.dtype, self.flat.device
-        total = torch.zeros(self.n_params, dtype=dtype, device=device) if b < n else None
+        # fixed: the sum of the steps taken; otherwise (steps scaled or searched) θ's change, read at the end
+        total = torch.zeros(self.n_params, dtype=dtype, device=device) if b < n and size.folds_lr else None
+        before = self.flat.get() if b < n and not size.folds_lr else None
         losses, skipped, reason = [], 0, ""
         norm = 0.0
+        extras: dict[str, float] = {}
+        scale = self.lr if size.folds_lr else 1.0
         for start in range(0, n, b):
             mb = batch if b == n else batch.slice(start, start + b)
             rows, logp = self.scores.rows(mb, torch.full((1, b), 1.0 / b, dtype=dtype, device=device), self.ent_coef)
             g, score_mean = rows[0], rows[1]
-            step = sherman_morrison_solve(g, score_mean, self.damping, scale=self.lr, out=g)  # g's row is scratch
-            norm, why = self.apply(step)
+            step = sherman_morrison_solve(g, score_mean, self.damping, scale=scale, out=g)  # g's row is scratch
+            out = self.move(step, mb)
+            norm, why = out.norm, out.reason
+            extras.update(out.extras)
             losses.append(policy_loss(logp, mb.advantages))
             if why:
                 skipped, reason = skipped + 1, why
             elif total is not None:
                 total += step
-        update_norm = norm if total is None else float(total.norm())
+        if b == n:
+            update_norm = norm
+        elif total is not None:
+            update_norm = float(total.norm())
+        else:
+            assert before is not None
+            update_norm = float((self.flat.get() - before).norm())
         return UpdateInfo(actor_loss=sum(losses) / len(losses), update_norm=update_norm, skipped=skipped,
-                          skip_reason=reason, extras={"n_substeps": n // b})
+                          skip_reason=reason, extras={"n_substeps": n // b, **extras})
 
     def _single_sample_steps(self, batch: Any) -> UpdateInfo:
         r"""Algorithm 1 (B = 1) on the MLP kernel's NumPy per-sample scores.

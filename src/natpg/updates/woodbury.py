@@ -11,6 +11,7 @@ from natpg.curvature import woodbury_solve
 from natpg.policies import Actor
 from natpg.scores import KernelChoice, ScoreKernel
 from natpg.updates.base import ScoreRule, UpdateInfo, policy_loss
+from natpg.updates.step_size import StepSize
 
 
 class WoodburyUpdate(ScoreRule):
@@ -20,14 +21,15 @@ class WoodburyUpdate(ScoreRule):
     are the group mean scores scaled by ``1/√k``: ``u_j = (1/√k)(1/|G_j|) Σ_{i∈G_j} ℓ_i``.
     Then ``F̂ = λI + UUᵀ`` and ``θ ← θ + η F̂⁻¹ g``. ``k = 1`` is SMAC exactly;
     ``k = N`` gives ``F̂ = λI + (1/N) Σ ℓ_i ℓ_iᵀ``, the exact damped empirical Fisher.
-    ``g`` and ``U`` are the rows of one kernel call with weights :meth:`group_weights`.
+    ``g`` and ``U`` are the rows of one kernel call with weights :meth:`group_weights`; η comes from
+    the step-size rule (:mod:`natpg.updates.step_size`).
     """
 
     label = "woodbury"
 
     def __init__(self, policy: Actor | ScoreKernel, lr: float, damping: float, rank: int, ent_coef: float = 0.0,
-                 scores: KernelChoice | None = None) -> None:
-        super().__init__(policy, lr, ent_coef, scores)
+                 scores: KernelChoice | None = None, step_size: StepSize | None = None) -> None:
+        super().__init__(policy, lr, ent_coef, scores, step_size)
         if not damping > 0:
             raise ValueError(f"damping must be > 0, got {damping!r}")
         if rank < 1:
@@ -45,9 +47,10 @@ class WoodburyUpdate(ScoreRule):
         rows, logp = self.scores.rows(batch, weights, self.ent_coef)
         loss = policy_loss(logp, batch.advantages)
         g, U = rows[0], rows[1:].T
-        step = self.lr * woodbury_solve(g, U, self.damping)
-        norm, reason = self.apply(step)
-        return UpdateInfo(actor_loss=loss, update_norm=norm, skipped=int(bool(reason)), skip_reason=reason)
+        x = woodbury_solve(g, U, self.damping)
+        out = self.move(self.lr * x if self.step_size.folds_lr else x, batch)
+        return UpdateInfo(actor_loss=loss, update_norm=out.norm, skipped=int(bool(out.reason)), skip_reason=out.reason,
+                          extras=out.extras)
 
 
 def group_weights(n: int, k: int, dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
