@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from typing import Any, Iterable, NamedTuple, Protocol
 
 import torch
 
 from natpg.guards import guarded_step
-from natpg.policies import Critic
+
+
+class ValueFunction(Protocol):
+    """What the critic's update needs of ``V``: its parameters and ``mean (R − V)²`` with its gradient.
+
+    :class:`natpg.policies.Critic` is one; the Stable-Baselines3 class wraps an SB3 policy's value branch.
+    """
+
+    def parameters(self) -> Iterable[torch.nn.Parameter]:
+        """φ, the parameters the update moves."""
+        ...
+
+    def value_loss_backward(self, obs: Any, returns: torch.Tensor) -> torch.Tensor:
+        """``mean (R − V(obs))²`` (detached), its gradient written into each parameter's ``.grad``."""
+        ...
 
 
 class CriticInfo(NamedTuple):
@@ -36,21 +50,24 @@ class CriticUpdate:
         lr: Adam's step size.
         epochs: passes over the batch per update.
         batch_size: samples per mini-batch; ``None``: the whole batch (no random numbers drawn).
+        optimizer: the optimizer over ``critic``'s parameters to step instead of a new Adam (``lr`` is
+            then unused).
     """
 
-    def __init__(self, critic: Critic, lr: float, epochs: int = 1, batch_size: int | None = None) -> None:
+    def __init__(self, critic: ValueFunction, lr: float, epochs: int = 1, batch_size: int | None = None,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
         self.critic = critic
-        self.optimizer = torch.optim.Adam(critic.parameters(), lr=lr)
+        self.optimizer = optimizer if optimizer is not None else torch.optim.Adam(critic.parameters(), lr=lr)
         self.epochs = int(epochs)
         self.batch_size = batch_size
 
-    def step(self, obs: torch.Tensor, returns: torch.Tensor) -> CriticInfo:
-        """Fit ``V(obs)`` to ``returns`` (both in the batch's order)."""
+    def step(self, obs: Any, returns: torch.Tensor) -> CriticInfo:
+        """Fit ``V(obs)`` to ``returns`` (both in the batch's order; ``obs`` indexable like a tensor's rows)."""
         n = len(returns)
         m = self.batch_size or n
         loss_value, skipped, reason = math.nan, 0, ""
         for _ in range(self.epochs):
-            order = torch.randperm(n) if m < n else None  # the full-batch reading draws no random numbers
+            order = torch.randperm(n, device=returns.device) if m < n else None  # the full-batch reading draws no random numbers
             for start in range(0, n, m):
                 idx = order[start:start + m] if order is not None else slice(None)
                 loss_value = float(self.critic.value_loss_backward(obs[idx], returns[idx]))
