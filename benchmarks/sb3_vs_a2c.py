@@ -40,12 +40,12 @@ EVAL_EPISODES = 10
 
 
 def commit() -> str:
-    """The working tree's commit, with ``-dirty`` when tracked files under src/ or benchmarks/ changed."""
+    """The working tree's commit, with ``-dirty`` when a tracked file under src/ or this script changed."""
     root = Path(__file__).resolve().parent.parent
     try:
         head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
                               check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src", "benchmarks"], cwd=root,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src", __file__], cwd=root,
                                capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
