@@ -112,6 +112,15 @@ def table(records: list[dict], environment: dict, command: str) -> str:
                 ok = "within" if gap >= -MARGINS[env_id] else "OUTSIDE"
                 verdicts.append(f"- {env_id} {score}: SMAC − A2C = {gap:+.1f}, {ok} the margin of "
                                 f"−{MARGINS[env_id]:.0f}")
+    variants = sorted({(r["env_id"], tuple(sorted(r["settings"].items()))) for r in records if r["settings"]})
+    if variants:
+        rows += ["", "SMAC with other settings (`--set`):", "",
+                 "| env | settings | seeds | train (last 20 episodes) | eval (10 deterministic) |", "|---|---|---|---|---|"]
+        for env_id, items in variants:
+            recs = [r for r in records if r["env_id"] == env_id and tuple(sorted(r["settings"].items())) == items]
+            rows.append(f"| {env_id} | {', '.join(f'{k}={v}' for k, v in items)} | "
+                        f"{','.join(str(r['seed']) for r in recs)} | {_mean_std([r['train'] for r in recs])} | "
+                        f"{_mean_std([r['eval'] for r in recs])} |")
     commits = sorted({r["commit"] for r in records})
     versions = environment.get("versions", {})
     return "\n".join([

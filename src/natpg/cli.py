@@ -187,10 +187,10 @@ def _resume_run(run_dir: Path, steps: Optional[int], quiet: bool) -> None:
         saved = read_config(run_dir) if steps is not None else None
     except ConfigError:
         saved = None  # resume() below says what is wrong with the folder
-    if saved is not None and isinstance(saved.get("n_steps"), int) and saved["n_steps"] > 0:
-        _note_whole_iterations([(steps, saved["n_steps"])])
 
     result = _guarded(lambda: resume(run_dir, total_steps=steps, progress=not quiet and sys.stderr.isatty()), run_dir)
+    if saved is not None and isinstance(saved.get("n_steps"), int) and saved["n_steps"] > 0:
+        _note_whole_iterations([(steps, saved["n_steps"])])  # after the checks: a refused --steps gets its error alone
     _report(result, run_dir)
 
 

@@ -181,9 +181,10 @@ class SMAC(OnPolicyAlgorithm):
         env: a Gymnasium env, an env id, or a ``VecEnv`` (e.g. wrapped in ``VecNormalize``).
         actor_lr: η, the actor's step size: a number, or a schedule (a callable of SB3's
             ``progress_remaining``, 1 → 0). Logged as ``train/actor_lr``. The default, 2e-2, is
-            4× the ``paper-inferred`` preset's CartPole η: that preset's per-task η are set
-            for budgets of 0.5–5 M steps, this one for CartPole-v1 and Pendulum-v1 at 50–100 k
-            (``benchmarks/sb3_vs_a2c.py``).
+            4× the ``paper-inferred`` preset's CartPole η: that preset's per-task η are set for
+            budgets of 0.5–5 M steps, this one was chosen on CartPole-v1 at 50 k steps
+            (``benchmarks/sb3_vs_a2c.py``; Pendulum-v1 is not learned at 100 k steps by any η
+            tried there, nor by SB3's A2C with its defaults).
         damping: λ > 0 of the rank-1 empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``.
         critic_lr: α, the learning rate of the critic's optimizer (a number or an SB3 schedule);
             SB3 logs it as ``train/learning_rate``. It does not touch the actor.
