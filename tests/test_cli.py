@@ -93,13 +93,24 @@ def test_help_lists_every_train_option():
         assert opt in result.output
 
 
-def test_presets_lists_every_hyper_parameter_and_the_episode_cap():
-    result = runner.invoke(app, ["presets"])
+@pytest.mark.parametrize("preset,reading", [("paper", "critic_epochs=1, critic_batch_size=none"),
+                                            ("paper-inferred", "critic_epochs=10, critic_batch_size=100")])
+def test_presets_lists_every_hyper_parameter_and_the_episode_cap(preset, reading):
+    from natpg.config import TrainConfig
+    from natpg.presets import RUN_OPTIONS
+
+    result = runner.invoke(app, ["presets", "--preset", preset])
     assert result.exit_code == 0, result.output
     text = result.output
-    assert "max_episode_steps=1000" in text and "gae_lambda=0.9" in text and "n_steps=1000" in text
-    flat = " ".join(text.split())  # the title may wrap
+    assert text.startswith(f"preset set {preset!r}: every episode capped at 1,000 steps (max_episode_steps=1000; "
+                           "overrides each env's registered limit)")
+    flat = " ".join(text.split())  # long lines wrap
+    assert "gae_lambda=0.9" in flat and "n_steps=1000" in flat and reading in flat
     assert "ac-cg: cg_damping=0.1, cg_iters=10" in flat and "woodbury: rank=8" in flat
+    for algo in ("smac", "ac-sgd", "ac-adam", "ac-cg", "woodbury"):  # every setting of every algorithm is named
+        per_env = flat.split("per env (")[1].split(")")[0]  # the table's title names the settings it holds
+        for name in TrainConfig.from_dict({"algo": algo}).to_dict():
+            assert name in RUN_OPTIONS or f"{name}=" in flat or name in per_env, (algo, name)
     cartpole = next(line for line in text.splitlines() if "CartPole-v1" in line)
     for value in ("500,000", "0.001", "0.005", "0.1", "0.007", "7e-05", "0.08"):  # budget, α, η and λ of Table 2
         assert value in cartpole, value
@@ -114,8 +125,20 @@ def test_train_records_the_preset_set_in_the_run_config(tmp_path):
     assert json.loads((tmp_path / "run" / "config.json").read_text())["preset"] == "paper"
 
 
+def test_the_plot_of_a_run_names_its_episode_cap(tmp_path, monkeypatch):
+    import matplotlib.figure
+
+    titles = []
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", lambda fig, *a, **k: titles.append(fig.axes[0].get_title()))
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", "--env", "CartPole-v1", "--steps", "1000", "--quiet", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["plot", str(out)])
+    assert result.exit_code == 0, result.output
+    assert titles == ["smac on CartPole-v1 (seed 0)\nepisodes capped at 1,000 steps"]
+
+
 def test_help_shows_no_value_for_flags():
-    for command in ("train", "bench", "ablation", "eval"):
+    for command in ("train", "bench", "ablation", "eval", "report", "plot", "presets"):
         result = runner.invoke(app, [command, "--help"])
         flags = [line for line in result.output.splitlines() if "<bool>" in line and "--help" not in line]
         assert result.exit_code == 0 and not flags, (command, flags)
@@ -162,3 +185,22 @@ def test_config_json_holds_only_the_algorithms_own_settings(tmp_path, algo, own)
     saved = json.loads((tmp_path / "run" / "config.json").read_text())
     section = {k: saved[k] for k in ("damping", "rank", "cg_damping", "cg_iters") if k in saved}
     assert section == own
+
+
+def test_a_grid_budget_that_is_not_whole_iterations_is_announced_once(tmp_path):
+    result = runner.invoke(app, ["bench", "--envs", "CartPole-v1", "--algos", "smac", "--seeds", "0,1", "--steps", "150",
+                                 "--set", "n_steps=100", "--workers", "1", "--quiet", "--out", str(tmp_path / "g")])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("natpg: note:")]
+    assert notes == ["natpg: note: total_steps=150 is not a multiple of n_steps (T) = 100; training runs whole "
+                     "iterations, so 200 steps"]
+
+
+def test_a_resumed_budget_that_is_not_whole_iterations_is_announced(tmp_path):
+    out = tmp_path / "run"
+    assert runner.invoke(app, ["train", "--env", "CartPole-v1", "--steps", "1000", "--quiet", "--out", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["train", "--resume", str(out), "--steps", "1500", "--quiet"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("natpg: note:")]
+    assert notes == ["natpg: note: total_steps=1,500 is not a multiple of n_steps (T) = 1,000; training runs whole "
+                     "iterations, so 2,000 steps"]

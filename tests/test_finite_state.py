@@ -345,7 +345,7 @@ def test_sb3_smac_persistent_faults_stop_with_natpgs_error():
 def test_sb3_smac_huge_learning_rate_leaves_a_finite_critic():
     from natpg.integrations.sb3 import SMAC
 
-    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=200, learning_rate=1e308, seed=0, max_consecutive_skips=2)
+    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=200, critic_lr=1e308, seed=0, max_consecutive_skips=2)
     with pytest.raises(TrainingDiverged, match="critic: step made"):
         model.learn(2000)
     assert finite(model.policy) and optimizer_state_finite(model.policy.optimizer)

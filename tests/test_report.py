@@ -244,3 +244,39 @@ def test_report_counts_the_runs_left_out_per_label(hand_runs):
 
     data = collect(find_runs(hand_runs), n_bins=2, bootstrap_reps=10)
     assert _left_out(data.runs, "EnvB-v0") == {"smac": "1 unfinished"} and _left_out(data.runs, "EnvA-v0") == {}
+
+
+def test_a_report_that_fails_part_way_writes_nothing_and_keeps_the_earlier_report(hand_runs, monkeypatch):
+    """The figures come after the CSVs: a failure there must leave no CSV, no figure and no temporary folder."""
+    import natpg.experiments.plots as plots
+
+    first = runner.invoke(app, ["report", str(hand_runs)])
+    assert first.exit_code == 0, first.output
+    report = hand_runs / "report"
+    before = {p.relative_to(report): p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    _write_run(hand_runs, "EnvC-v0", "smac", 0, [(50, 7.0), (100, 8.0)])  # the new report would add EnvC-v0
+
+    def disk_full(curves, env_id, column, ylabel, out_base, *args, **kwargs):
+        Path(f"{out_base}.png").write_bytes(b"half a figure")
+        raise OSError(28, "No space left on device", f"{out_base}.png")
+
+    monkeypatch.setattr(plots, "plot_group_curves", disk_full)
+    result = runner.invoke(app, ["report", str(hand_runs)])
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("natpg: error: cannot write") and "No space left" in lines[0]
+    after = {p.relative_to(report): p.read_bytes() for p in report.rglob("*") if p.is_file()}
+    assert after == before  # the earlier report, byte for byte; nothing of the failed one
+    assert not [p for p in hand_runs.iterdir() if p.name.startswith(".report")]  # no temporary folder left
+
+
+def test_a_refused_report_leaves_no_folder_behind(tmp_path):
+    root = tmp_path / "grid"
+    _write_run(root / "a", "EnvA-v0", "smac", 0, [(50, 1.0), (100, 2.0)])
+    second = _write_run(root / "b", "EnvA-v0", "smac", 0, [(50, 1.0), (100, 3.0)])
+    config = json.loads((second / "config.json").read_text())
+    (second / "config.json").write_text(json.dumps({**config, "gamma": 0.9}))
+    out = tmp_path / "deep" / "report"
+    result = runner.invoke(app, ["report", str(root), "--out", str(out)])
+    assert result.exit_code == 2 and "differ in gamma" in result.stderr
+    assert not (tmp_path / "deep").exists() and sorted(p.name for p in root.iterdir()) == ["a", "b"]

@@ -1,6 +1,10 @@
-"""The Stable-Baselines3 algorithm: it learns CartPole, round-trips through save/load, keeps SB3's machinery."""
+"""The Stable-Baselines3 algorithm: its update, its arguments, its defaults learn, and an RL-Zoo-style workflow."""
 
 from __future__ import annotations
+
+import copy
+import math
+import warnings
 
 import numpy as np
 import pytest
@@ -8,54 +12,116 @@ import torch
 
 pytest.importorskip("stable_baselines3")
 
-from stable_baselines3.common.callbacks import BaseCallback  # noqa: E402
+from stable_baselines3.common.callbacks import BaseCallback, CheckpointCallback, EvalCallback  # noqa: E402
 from stable_baselines3.common.env_util import make_vec_env  # noqa: E402
 from stable_baselines3.common.evaluation import evaluate_policy  # noqa: E402
+from stable_baselines3.common.logger import KVWriter, Logger  # noqa: E402
 from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 from natpg.curvature import sherman_morrison_solve  # noqa: E402
-from natpg.integrations.sb3 import SMAC, actor_parameters, critic_parameters  # noqa: E402
+from natpg.integrations.sb3 import REFUSED, SMAC, action_distribution, actor_parameters, critic_parameters  # noqa: E402
 from natpg.updates.base import flatten  # noqa: E402
 
 # A learning curve is not a fixed number across CPUs (floating-point results differ), so the margins are set
-# from ten seeds, each of which must clear them widely. 30k steps, actor_lr = 2e-2 (5e-2 was unstable: its
-# deterministic evaluation fell to 33 for one seed of ten at 40k steps). Two measures:
+# from ten seeds, each of which must clear them widely. The class's defaults, 30k steps on 4 envs. Two measures:
 #  * deterministic evaluation, 10 episodes of an env seeded 10_000 (apart from training): an untrained policy
-#    gets about 10; margin 50. Seeds 0–9, AMD EPYC (2 cores, OMP_NUM_THREADS=1, torch 2.13.0, SB3 2.9.2):
-#    209.1 175.6 500.0 288.3 157.7 132.5 193.1 161.3 160.1 120.1   (min 120.1 = 2.4 × the margin)
+#    gets about 10; margin 50. Seeds 0–9, Intel Xeon (2 cores shared with a grid, OMP_NUM_THREADS=1, torch 2.13.0,
+#    SB3 2.9.2): 176.0 500.0 500.0 500.0 500.0 221.8 350.7 260.5 464.1 260.3   (min 176.0 = 3.5 × the margin)
 #  * mean return of the last 50 training episodes: a uniformly random policy gets 22.7; margin 2 × 22.7 = 45.4.
-#    Seeds 0–9: 139.6 126.9 103.6 85.7 115.5 106.7 115.5 100.2 86.8 94.7   (min 85.7 = 1.9 × the margin)
+#    Seeds 0–9: 244.3 265.4 219.4 255.6 251.0 280.6 221.7 256.0 208.5 291.8   (min 208.5 = 4.6 × the margin)
 # The test runs seed 0.
 EVAL_MARGIN = 50.0
 TRAIN_MARGIN = 2 * 22.7
 
 
 @pytest.mark.slow
-def test_smac_learns_cartpole_past_the_margin():
-    model = SMAC("MlpPolicy", "CartPole-v1", actor_lr=2e-2, seed=0, stats_window_size=50).learn(30_000)
+def test_smac_learns_cartpole_past_the_margin_with_its_defaults():
+    model = SMAC("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4, seed=0), seed=0, stats_window_size=50)
+    model.learn(30_000)
     trained = float(np.mean([e["r"] for e in model.ep_info_buffer]))
     mean, _ = evaluate_policy(model, make_vec_env("CartPole-v1", n_envs=1, seed=10_000), n_eval_episodes=10,
                               deterministic=True)
     assert mean > EVAL_MARGIN and trained > TRAIN_MARGIN, (mean, trained)
 
 
-def test_save_load_round_trips_parameters_predictions_adam_state_and_skip_counter(tmp_path):
-    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=200, actor_lr=5e-2, seed=0).learn(1000)
-    model.skips.record(True, "a skipped update")  # the guards' counter travels with the model
-    model.save(tmp_path / "smac")
-    loaded = SMAC.load(tmp_path / "smac")
-    assert (loaded.actor_lr, loaded.damping) == (model.actor_lr, model.damping)
-    assert (loaded.skips.total, loaded.skips.limit, loaded.skips.last_reason) == (1, 10, "a skipped update")
-    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
-    a1, _ = model.predict(obs, deterministic=True)
-    a2, _ = loaded.predict(obs, deterministic=True)
-    assert np.array_equal(a1, a2)
-    for p, q in zip(model.policy.parameters(), loaded.policy.parameters()):
-        assert torch.equal(p, q)
-    # the critic's Adam moments are saved too
-    s1, s2 = model.policy.optimizer.state_dict(), loaded.policy.optimizer.state_dict()
-    assert s1["state"] and all(torch.equal(s1["state"][k][m], s2["state"][k][m])
-                               for k in s1["state"] for m in ("exp_avg", "exp_avg_sq"))
+# ----------------------------------------------------------------------------- one update, checked by hand
+
+class _BeforeUpdate(BaseCallback):
+    """Keeps a copy of the policy at the end of each rollout, i.e. just before the update."""
+
+    def __init__(self):
+        super().__init__()
+        self.policies = []
+
+    def _on_rollout_end(self) -> None:
+        self.policies.append(copy.deepcopy(self.model.policy))
+
+    def _on_step(self) -> bool:
+        return True
+
+
+def _expected_actor(policy, data, discrete, lr, damping, ent_coef=0.0, max_grad_norm=None):
+    """θ + η (λI + ℓ̄ℓ̄ᵀ)⁻¹ g by autograd on a copy of the policy before the update; and ‖g‖."""
+    actions = data.actions.long().flatten() if discrete else data.actions
+    dist = action_distribution(policy, data.observations)
+    logp = dist.log_prob(actions)
+    params = actor_parameters(policy)
+    objective = (logp * data.advantages).mean() + ent_coef * dist.entropy().mean()
+    g = flatten(torch.autograd.grad(objective, params, retain_graph=True))
+    g_norm = float(g.norm())
+    if max_grad_norm is not None and g_norm > max_grad_norm:
+        g = g * (max_grad_norm / g_norm)
+    mean_score = flatten(torch.autograd.grad(logp.mean(), params))
+    return flatten([p.detach() for p in params]) + lr * sherman_morrison_solve(g, mean_score, damping), g_norm
+
+
+@pytest.mark.parametrize("env_id,ent_coef,max_grad_norm", [("CartPole-v1", 0.0, None), ("Pendulum-v1", 0.5, None),
+                                                           ("CartPole-v1", 0.0, 1e-3), ("Pendulum-v1", 0.1, 1e-3)])
+def test_one_update_is_smac_on_the_actor_with_entropy_bonus_and_clipping(env_id, ent_coef, max_grad_norm):
+    env = VecNormalize(make_vec_env(env_id, n_envs=2, seed=0))
+    model = SMAC("MlpPolicy", env, n_steps=32, actor_lr=0.1, damping=0.3, ent_coef=ent_coef,
+                 max_grad_norm=max_grad_norm, seed=0)
+    cb = _BeforeUpdate()
+    model.learn(32, callback=cb)  # one rollout of 2 × 16 steps, one update
+    assert len(cb.policies) == 1 and model._n_updates == 1
+    data = next(model.rollout_buffer.get(batch_size=None))
+    assert len(data.advantages) == 32
+    expected, g_norm = _expected_actor(cb.policies[0], data, env_id == "CartPole-v1", 0.1, 0.3, ent_coef, max_grad_norm)
+    if max_grad_norm is not None:
+        assert g_norm > 10 * max_grad_norm  # the clipping was in force
+    got = flatten([p.detach() for p in actor_parameters(model.policy)])
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
+    assert env.obs_rms.count > 32  # VecNormalize statistics were updated by SB3's rollout collection
+
+
+def test_the_critic_steps_the_policys_optimizer_class_on_the_value_loss_with_clipping():
+    """optimizer_class in policy_kwargs is the critic's; SGD makes the step checkable: φ − α·clip(∇ mean (R − V)²)."""
+    model = SMAC("MlpPolicy", make_vec_env("CartPole-v1", n_envs=2, seed=0), n_steps=32, critic_lr=0.05,
+                 critic_epochs=1, critic_batch_size=None, max_grad_norm=0.5, seed=0,
+                 policy_kwargs=dict(optimizer_class=torch.optim.SGD, optimizer_kwargs={}))
+    assert isinstance(model.policy.optimizer, torch.optim.SGD)
+    assert {id(p) for g in model.policy.optimizer.param_groups for p in g["params"]} == \
+        {id(p) for p in critic_parameters(model.policy)}
+    cb = _BeforeUpdate()
+    model.learn(32, callback=cb)
+    before = cb.policies[0]
+    data = next(model.rollout_buffer.get(batch_size=None))
+    phi = critic_parameters(before)
+    loss = (data.returns - before.predict_values(data.observations).flatten()).pow(2).mean()
+    grad = flatten(torch.autograd.grad(loss, phi))
+    assert float(grad.norm()) > 0.5
+    expected = flatten([p.detach() for p in phi]) - 0.05 * grad * (0.5 / float(grad.norm()))
+    torch.testing.assert_close(flatten([p.detach() for p in critic_parameters(model.policy)]), expected,
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_the_critic_takes_epochs_of_mini_batches():
+    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=200, critic_epochs=3, critic_batch_size=50, seed=0)
+    steps = []
+    original = model.policy.optimizer.step
+    model.policy.optimizer.step = lambda *a, **k: (steps.append(1), original(*a, **k))[1]
+    model.learn(200)
+    assert len(steps) == 3 * 200 // 50
 
 
 def test_parameters_are_split_by_module_into_actor_and_critic():
@@ -66,44 +132,170 @@ def test_parameters_are_split_by_module_into_actor_and_critic():
     assert any(p is model.policy.log_std for p in actor)
 
 
-class _Snapshot(BaseCallback):
-    """Counts finished rollouts: SB3 callbacks keep working around the replaced update."""
+# ----------------------------------------------------------------------------- arguments
+
+def test_n_steps_is_the_total_per_rollout_over_the_envs():
+    model = SMAC("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4, seed=0), n_steps=1000, seed=0)
+    assert (model.rollout_steps, model.n_steps, model.rollout_buffer.buffer_size) == (1000, 250, 250)
+    model.learn(1000)
+    assert model._n_updates == 1 and model.num_timesteps == 1000
+
+
+def test_n_steps_that_is_not_a_multiple_of_n_envs_is_refused():
+    with pytest.raises(ValueError, match=r"^n_steps=1001 is the samples per rollout summed over the envs and must "
+                                         r"be a multiple of n_envs=4 \(e.g. 1000\)$"):
+        SMAC("MlpPolicy", make_vec_env("CartPole-v1", n_envs=4, seed=0), n_steps=1001)
+
+
+@pytest.mark.parametrize("name", sorted(REFUSED))
+def test_arguments_smac_does_not_take_are_refused_in_one_line(name):
+    with pytest.raises(TypeError) as info:
+        SMAC("MlpPolicy", "CartPole-v1", **{name: 1})
+    text = str(info.value)
+    assert "\n" not in text and text == f"SMAC does not take {name}=1: {REFUSED[name]}"
+
+
+def test_sb3s_own_defaults_for_gsde_are_accepted_and_unknown_arguments_are_named():
+    SMAC("MlpPolicy", "CartPole-v1", use_sde=False, sde_sample_freq=-1, n_steps=8)
+    with pytest.raises(TypeError, match="^SMAC does not take use_sde=True: SMAC samples"):
+        SMAC("MlpPolicy", "CartPole-v1", use_sde=True)
+    with pytest.raises(TypeError, match="^SMAC got an unexpected argument 'dampnig'"):
+        SMAC("MlpPolicy", "CartPole-v1", dampnig=0.1)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(damping=0), "damping=0 must be a finite number > 0"),
+    (dict(actor_lr=True), "actor_lr=True must be a finite number > 0"),
+    (dict(actor_lr=math.inf), "actor_lr=inf must be a finite number > 0"),
+    (dict(critic_lr=-1.0), "critic_lr=-1.0 must be a finite number > 0"),
+    (dict(ent_coef=-0.1), "ent_coef=-0.1 must be a finite number >= 0"),
+    (dict(max_grad_norm=0), "max_grad_norm=0 must be a finite number > 0 or None"),
+    (dict(n_steps=0), "n_steps=0 must be an integer >= 1"),
+    (dict(critic_epochs=1.5), "critic_epochs=1.5 must be an integer >= 1"),
+    (dict(critic_batch_size=0), "critic_batch_size=0 must be an integer >= 1 or None"),
+    (dict(normalize_advantage="yes"), "normalize_advantage='yes' must be True or False"),
+])
+def test_bad_hyper_parameter_is_named(kwargs, message):
+    with pytest.raises(ValueError) as info:
+        SMAC("MlpPolicy", "CartPole-v1", **kwargs)
+    assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+class _Records(KVWriter):
+    """Every value SB3's logger writes, by key."""
 
     def __init__(self):
-        super().__init__()
-        self.rollouts = 0
+        self.values: dict[str, list] = {}
 
-    def _on_rollout_end(self) -> None:
-        self.rollouts += 1
+    def write(self, key_values, key_excluded, step=0) -> None:
+        for key, value in key_values.items():
+            self.values.setdefault(key, []).append(value)
 
-    def _on_step(self) -> bool:
-        return True
-
-
-def test_one_update_is_smac_on_the_actor_and_adam_on_the_critic():
-    env = VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0))
-    model = SMAC("MlpPolicy", env, n_steps=16, actor_lr=0.1, damping=0.3, seed=0)
-    cb = _Snapshot()
-    model.learn(32, callback=cb)  # one rollout of 2 × 16 steps, one update
-    assert cb.rollouts == 1 and model._n_updates == 1
-
-    # Recompute the expected actor step from the rollout buffer at the pre-update parameters.
-    fresh = SMAC("MlpPolicy", VecNormalize(make_vec_env("CartPole-v1", n_envs=2, seed=0)), n_steps=16,
-                 actor_lr=0.1, damping=0.3, seed=0)
-    data = next(model.rollout_buffer.get(batch_size=None))
-    _, logp, _ = fresh.policy.evaluate_actions(data.observations, data.actions.long().flatten())
-    params = actor_parameters(fresh.policy)
-    n = logp.shape[0]
-    g = flatten(torch.autograd.grad((logp * data.advantages).mean(), params, retain_graph=True))
-    mean_score = flatten(torch.autograd.grad(logp.mean(), params))
-    expected = flatten([p.detach() for p in params]) + 0.1 * sherman_morrison_solve(g, mean_score, 0.3)
-    got = flatten([p.detach() for p in actor_parameters(model.policy)])
-    assert n == 32
-    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-6)
-    # VecNormalize statistics were updated by SB3's rollout collection
-    assert env.obs_rms.count > 32
+    def close(self) -> None:
+        pass
 
 
-def test_bad_hyper_parameter_is_named():
-    with pytest.raises(ValueError, match="damping=0 must be a finite number > 0"):
-        SMAC("MlpPolicy", "CartPole-v1", damping=0)
+def test_schedules_for_both_step_sizes_are_followed_and_logged():
+    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=100, actor_lr=lambda p: 1e-2 * (0.5 + p),
+                 critic_lr=lambda p: 1e-3 * p, seed=0)
+    records = _Records()
+    model.set_logger(Logger(folder=None, output_formats=[records]))
+    model.learn(300)  # three updates, at progress_remaining 2/3, 1/3, 0; SB3 writes the last one's logs at the next
+    np.testing.assert_allclose(records.values["train/actor_lr"], [1e-2 * (0.5 + p) for p in (2 / 3, 1 / 3)])
+    np.testing.assert_allclose(records.values["train/learning_rate"], [1e-3 * p for p in (2 / 3, 1 / 3)])
+    assert model.actor_update.lr == pytest.approx(5e-3) and model.policy.optimizer.param_groups[0]["lr"] == 0
+    assert records.values["train/update_norm"][0] > 0
+
+
+def test_a_schedule_that_gives_a_bad_step_size_stops_training_in_one_line():
+    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=100, actor_lr=lambda p: 1e-2 * p, seed=0)
+    with pytest.raises(ValueError, match=r"^the actor_lr schedule gave 0.0 at progress_remaining=0.000; it must give "
+                                         r"finite numbers > 0$"):
+        model.learn(200)
+
+
+def test_progress_bar_and_no_grad_to_scalar_warning_on_continuous_actions(capsys):
+    """`progress_bar=True` needs tqdm and rich (the sb3 extra); nothing converts a graph-attached tensor to a float."""
+    converted = []
+    original = torch.Tensor.__float__
+
+    def strict(self):
+        if self.requires_grad:
+            converted.append(tuple(self.shape))
+        return original(self)
+
+    with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
+        warnings.filterwarnings("error", message=".*requires_grad=True to a scalar.*")
+        mp.setattr(torch.Tensor, "__float__", strict)
+        model = SMAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_steps=200, ent_coef=0.01,
+                     max_grad_norm=1.0, normalize_advantage=True, seed=0)
+        model.learn(400, progress_bar=True)
+        evaluate_policy(model, model.get_env(), n_eval_episodes=1)
+    assert converted == []
+
+
+# ----------------------------------------------------------------------------- save, load and the RL Zoo's workflow
+
+def test_save_load_round_trips_parameters_predictions_optimizer_state_and_skip_counter(tmp_path):
+    model = SMAC("MlpPolicy", "CartPole-v1", n_steps=200, seed=0).learn(1000)
+    model.skips.record(True, "a skipped update")  # the guards' counter travels with the model
+    model.save(tmp_path / "smac")
+    loaded = SMAC.load(tmp_path / "smac")
+    assert (loaded.actor_lr, loaded.damping, loaded.rollout_steps, loaded.critic_epochs, loaded.critic_batch_size) \
+        == (model.actor_lr, model.damping, 200, 10, 100)
+    assert (loaded.skips.total, loaded.skips.limit, loaded.skips.last_reason) == (1, 10, "a skipped update")
+    obs = np.random.default_rng(0).normal(size=(64, 4)).astype(np.float32)
+    a1, _ = model.predict(obs, deterministic=True)
+    a2, _ = loaded.predict(obs, deterministic=True)
+    assert np.array_equal(a1, a2)
+    for p, q in zip(model.policy.parameters(), loaded.policy.parameters()):
+        assert torch.equal(p, q)
+    # the critic's Adam moments are saved too, and the loaded critic update steps the loaded optimizer
+    s1, s2 = model.policy.optimizer.state_dict(), loaded.policy.optimizer.state_dict()
+    assert s1["state"] and all(torch.equal(s1["state"][k][m], s2["state"][k][m])
+                               for k in s1["state"] for m in ("exp_avg", "exp_avg_sq"))
+    assert loaded.critic_update.optimizer is loaded.policy.optimizer
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_rl_zoo_workflow_vecnormalize_callbacks_save_load_and_continued_training(tmp_path, env_id):
+    """As RL Zoo trains: vector envs, VecNormalize, EvalCallback, CheckpointCallback; then load both and go on."""
+    env = VecNormalize(make_vec_env(env_id, n_envs=4, seed=0), gamma=0.99)
+    eval_env = VecNormalize(make_vec_env(env_id, n_envs=1, seed=100), training=False, norm_reward=False)
+    model = SMAC("MlpPolicy", env, n_steps=200, seed=0)
+    evals = EvalCallback(eval_env, eval_freq=100, n_eval_episodes=2, log_path=str(tmp_path / "eval"),
+                         best_model_save_path=str(tmp_path / "best"), verbose=0)
+    checkpoints = CheckpointCallback(save_freq=100, save_path=str(tmp_path / "ckpt"), name_prefix="smac",
+                                     save_vecnormalize=True)
+    model.learn(800, callback=[evals, checkpoints])  # EvalCallback syncs eval_env's statistics with env's
+    assert model.num_timesteps == 800 and model._n_updates == 4
+    log = np.load(tmp_path / "eval" / "evaluations.npz")
+    assert list(log["timesteps"]) == [400, 800] and log["results"].shape == (2, 2)
+    assert (tmp_path / "best" / "best_model.zip").is_file()
+    for step in (400, 800):
+        assert (tmp_path / "ckpt" / f"smac_{step}_steps.zip").is_file()
+        assert (tmp_path / "ckpt" / f"smac_vecnormalize_{step}_steps.pkl").is_file()
+    model.save(tmp_path / "model")
+    env.save(str(tmp_path / "vecnormalize.pkl"))
+
+    # load with another number of envs: the rollout keeps its 200 samples, 100 per env
+    new_env = VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), make_vec_env(env_id, n_envs=2, seed=1))
+    np.testing.assert_array_equal(new_env.obs_rms.mean, env.obs_rms.mean)
+    loaded = SMAC.load(tmp_path / "model", env=new_env)
+    assert (loaded.rollout_steps, loaded.n_steps, loaded.num_timesteps) == (200, 100, 800)
+    obs = new_env.normalize_obs(np.random.default_rng(0).normal(size=(8, *env.observation_space.shape)))
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+    count = new_env.obs_rms.count
+    more = CheckpointCallback(save_freq=100, save_path=str(tmp_path / "ckpt"), name_prefix="smac")
+    loaded.learn(400, callback=more, reset_num_timesteps=False)
+    assert loaded.num_timesteps == 1200 and loaded._n_updates == 6 and new_env.obs_rms.count > count
+    assert (tmp_path / "ckpt" / "smac_1000_steps.zip").is_file()
+
+    # a checkpoint and its statistics load and evaluate
+    ckpt_env = VecNormalize.load(str(tmp_path / "ckpt" / "smac_vecnormalize_400_steps.pkl"),
+                                 make_vec_env(env_id, n_envs=1, seed=2))
+    ckpt_env.training, ckpt_env.norm_reward = False, False
+    mean, _ = evaluate_policy(SMAC.load(tmp_path / "ckpt" / "smac_400_steps.zip", env=ckpt_env), ckpt_env,
+                              n_eval_episodes=1)
+    assert math.isfinite(mean)

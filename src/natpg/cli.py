@@ -128,7 +128,7 @@ def _train(env, algo, seed, steps, n_envs, settings, out, overwrite, quiet, resu
         trainer = Trainer(cfg)  # validates env id and spaces before anything on disk is touched
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    _note_whole_iterations(cfg)
+    _note_whole_iterations([(cfg.total_steps, cfg.n_steps)])
     run_dir = out or Path("runs") / f"{cfg.env_id}_{cfg.algo.value}_s{cfg.seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     try:
         lock = prepare_run_dir(run_dir, overwrite)
@@ -157,12 +157,16 @@ def _guarded(run, run_dir: Path):
         raise _interrupted(exc, run_dir) from None
 
 
-def _note_whole_iterations(cfg) -> None:
-    """Say once when the budget is not a whole number of iterations: training runs whole iterations of T steps."""
-    actual = cfg.n_iterations * cfg.n_steps
-    if actual != cfg.total_steps:
-        typer.echo(f"natpg: note: total_steps={cfg.total_steps:,} is not a multiple of n_steps (T) = {cfg.n_steps:,}; "
-                   f"training runs whole iterations, so {actual:,} steps", err=True)
+def _note_whole_iterations(budgets) -> None:
+    """Say once per budget that is not a whole number of iterations: training runs whole iterations of T steps.
+
+    ``budgets``: ``(total_steps, n_steps)`` pairs (one per run; repeats are said once).
+    """
+    for total, t in dict.fromkeys(budgets):
+        actual = max(1, -(-total // t)) * t
+        if actual != total:
+            typer.echo(f"natpg: note: total_steps={total:,} is not a multiple of n_steps (T) = {t:,}; "
+                       f"training runs whole iterations, so {actual:,} steps", err=True)
 
 
 def _report(result, run_dir: Path) -> None:
@@ -176,9 +180,17 @@ def _report(result, run_dir: Path) -> None:
 
 
 def _resume_run(run_dir: Path, steps: Optional[int], quiet: bool) -> None:
+    from natpg.runfolder import read_config
     from natpg.trainer import resume
 
+    try:
+        saved = read_config(run_dir) if steps is not None else None
+    except ConfigError:
+        saved = None  # resume() below says what is wrong with the folder
+
     result = _guarded(lambda: resume(run_dir, total_steps=steps, progress=not quiet and sys.stderr.isatty()), run_dir)
+    if saved is not None and isinstance(saved.get("n_steps"), int) and saved["n_steps"] > 0:
+        _note_whole_iterations([(steps, saved["n_steps"])])  # after the checks: a refused --steps gets its error alone
     _report(result, run_dir)
 
 
@@ -231,26 +243,43 @@ def presets(
     from rich.console import Console
     from rich.table import Table
 
-    from natpg.presets import load_preset, preset_algos, preset_common, preset_extras, preset_names
+    from natpg.presets import make_config, preset_extras, preset_names, preset_settings
 
     try:
         extras = preset_extras(preset)
+        shared, per_algo, varying = preset_settings(preset)
     except ConfigError as exc:
         raise _fail(str(exc)) from None
-    common = ", ".join(f"{k}={v}" for k, v in preset_common("paper").items())
-    per_algo = "".join(f"; {algo}: " + ", ".join(f"{k}={v}" for k, v in values.items())
-                       + (" (η, λ: smac's)" if algo == "woodbury" else "")
-                       for algo, values in preset_algos(preset).items())
-    table = Table(title=f"preset set {preset!r}: {common}{per_algo}" + (
-        "; adds " + ", ".join(f"{k}={v}" for k, v in extras.items()) if extras else ""), title_justify="left")
-    for column in ("env", "env id", "budget", "α critic_lr", "smac η", "smac λ", "ac-sgd η", "ac-adam η", "ac-cg η"):
+    columns = {"total_steps": "budget", "critic_lr": "α critic_lr", "actor_lr": "η actor_lr", "damping": "smac λ"}
+    unshown = [k for k in varying if k not in columns]  # any other per-env setting gets a column (smac's value)
+    cap = shared.get("max_episode_steps")
+    console = Console(width=160)
+    console.print(f"preset set {preset!r}: every episode capped at {cap:,} steps (max_episode_steps={cap}; "
+                  f"overrides each env's registered limit)" if cap else
+                  f"preset set {preset!r}: episodes end at each env's registered limit (max_episode_steps=None)")
+    console.print("every env and algorithm: " + ", ".join(f"{k}={_shown(v)}" for k, v in shared.items())
+                  + (f" ({', '.join(extras)}: the {preset} reading)" if extras else ""))
+    console.print("; ".join(f"{algo}: " + ", ".join(f"{k}={_shown(v)}" for k, v in own.items())
+                            + (" (η, λ: smac's)" if algo == "woodbury" else "")
+                            for algo, own in per_algo.items() if own))
+    table = Table(title=f"per env ({', '.join(columns)}; η per algorithm)", title_justify="left")
+    for column in ("env", "env id", "budget", "α critic_lr", "smac η", "smac λ", "ac-sgd η", "ac-adam η", "ac-cg η",
+                   *unshown):
         table.add_column(column, justify="left" if column.startswith("env") else "right")
     for name in preset_names():
-        by_algo = {a: load_preset(name, a, preset) for a in ("smac", "ac-sgd", "ac-adam", "ac-cg")}
+        by_algo = {a: make_config(name, a, preset=preset).to_dict() for a in ("smac", "ac-sgd", "ac-adam", "ac-cg")}
         s = by_algo["smac"]
         table.add_row(name, s["env_id"], f"{s['total_steps']:,}", f"{s['critic_lr']:g}", f"{s['actor_lr']:g}",
-                      f"{s['damping']:g}", *(f"{by_algo[a]['actor_lr']:g}" for a in ("ac-sgd", "ac-adam", "ac-cg")))
-    Console(width=160).print(table)
+                      f"{s['damping']:g}", *(f"{by_algo[a]['actor_lr']:g}" for a in ("ac-sgd", "ac-adam", "ac-cg")),
+                      *(_shown(s.get(k)) for k in unshown))
+    console.print(table)
+
+
+def _shown(value) -> str:
+    """A setting as ``--set`` takes it: lists as comma-separated values, None as none."""
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return "none" if value is None else str(value)
 
 
 # --------------------------------------------------------------------------- experiments (grid, report)
@@ -274,6 +303,7 @@ def _grid_options_to_runs(envs: Optional[str], suite: Optional[str], algos: str,
     runs = grid.plan_grid(env_list, grid.split_list(algos), grid.parse_seeds(seeds), out, overrides, variants,
                           preset=check_preset(preset))
     grid.check_env_ids(runs)
+    _note_whole_iterations((r.total_steps, r.n_steps) for r in runs)
     return runs
 
 

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, NamedTuple, Sequence, cast
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, cast
 
 import torch
 
 from natpg.guards import guarded_step
 from natpg.policies import Critic
+
+
+class ValueFunction(Protocol):
+    """What the critic's update needs of ``V``: its parameters and ``mean (R − V)²`` with its gradient.
+
+    :class:`natpg.policies.Critic` is one; the Stable-Baselines3 class wraps an SB3 policy's value branch.
+    """
+
+    def parameters(self) -> Iterable[torch.nn.Parameter]:
+        """φ, the parameters the update moves."""
+        ...
+
+    def value_loss_backward(self, obs: Any, returns: torch.Tensor) -> torch.Tensor:
+        """``mean (R − V(obs))²`` (detached), its gradient written into each parameter's ``.grad``."""
+        ...
 
 
 class CriticInfo(NamedTuple):
@@ -36,30 +51,41 @@ class CriticUpdate:
         lr: Adam's step size.
         epochs: passes over the batch per update.
         batch_size: samples per mini-batch; ``None``: the whole batch (no random numbers drawn).
+        optimizer: the optimizer over ``critic``'s parameters to step instead of a new Adam (``lr`` is
+            then unused).
     """
 
-    def __init__(self, critic: Critic, lr: float, epochs: int = 1, batch_size: int | None = None) -> None:
+    def __init__(self, critic: ValueFunction, lr: float, epochs: int = 1, batch_size: int | None = None,
+                 optimizer: torch.optim.Optimizer | None = None) -> None:
         self.critic = critic
         params = list(critic.parameters())
-        self.optimizer = FlatAdam(params, lr=lr) if FlatAdam.supports(params) else torch.optim.Adam(params, lr=lr)
+        if optimizer is not None:
+            self.optimizer = optimizer
+        else:
+            self.optimizer = FlatAdam(params, lr=lr) if FlatAdam.supports(params) else torch.optim.Adam(params, lr=lr)
         self.epochs = int(epochs)
         self.batch_size = batch_size
 
-    def step(self, obs: torch.Tensor, returns: torch.Tensor) -> CriticInfo:
-        """Fit ``V(obs)`` to ``returns`` (both in the batch's order)."""
+    def step(self, obs: Any, returns: torch.Tensor) -> CriticInfo:
+        """Fit ``V(obs)`` to ``returns`` (both in the batch's order; ``obs`` indexable like a tensor's rows)."""
         n = len(returns)
         m = self.batch_size or n
         loss_value, skipped, reason = math.nan, 0, ""
-        plan = self.critic.backward_plan(obs, returns)  # checked once: it holds for every mini-batch below
+        critic = self.critic
+        # natpg's own critic: the written-out backward pass, checked once for all the mini-batches below
+        own = critic if isinstance(critic, Critic) else None
+        plan = own.backward_plan(obs, returns) if own is not None else None
         for _ in range(self.epochs):
-            if m < n:  # the full-batch reading draws no random numbers
-                order = torch.randperm(n)  # rows in permuted order once a pass: each mini-batch is then a view
-                obs_pass, returns_pass = obs[order], returns[order]
+            order = torch.randperm(n, device=returns.device) if m < n else None  # the full-batch reading draws none
+            if plan is not None and order is not None:  # rows in permuted order once a pass: mini-batches are views
+                obs_pass, returns_pass, order = obs[order], returns[order], None
             else:
                 obs_pass, returns_pass = obs, returns
             for start in range(0, n, m):
-                loss_value = float(self.critic.value_loss_backward_planned(plan, obs_pass[start:start + m],
-                                                                           returns_pass[start:start + m]))
+                idx = order[start:start + m] if order is not None else slice(start, start + m)
+                loss = (own.value_loss_backward_planned(plan, obs_pass[idx], returns_pass[idx])
+                        if own is not None and plan is not None else critic.value_loss_backward(obs_pass[idx], returns_pass[idx]))
+                loss_value = float(loss)
                 why = guarded_step(self.optimizer, loss_value)
                 if why:
                     skipped, reason = skipped + 1, f"critic: {why}"

@@ -44,6 +44,13 @@ def read_episodes(run_dir: Path) -> pd.DataFrame:
     return read_log_csv(path, ("global_step", "return"))
 
 
+def cap_note(max_episode_steps: int | None) -> str:
+    """The episode cap as a figure says it: ``"episodes capped at 1,000 steps"`` (``None``: the env's own limit)."""
+    if max_episode_steps is None:
+        return "registered episode limit"
+    return f"episodes capped at {int(max_episode_steps):,} steps"
+
+
 def plot_run(run_dir: Path, out: Path | None = None, window: int = 20) -> Path:
     """Episode returns against the global step, with a rolling mean. Returns the PNG path."""
     from natpg.runfolder import check_out_path, read_config
@@ -54,6 +61,8 @@ def plot_run(run_dir: Path, out: Path | None = None, window: int = 20) -> Path:
     cfg = read_config(run_dir)  # a damaged config.json is one clear error
     if cfg is not None:
         title = f"{cfg.get('algo')} on {cfg.get('env_id')} (seed {cfg.get('seed')})"
+        if "max_episode_steps" in cfg:
+            title += f"\n{cap_note(cfg['max_episode_steps'])}"
     out = Path(out) if out is not None else run_dir / "learning_curve.png"
     if out.is_dir():
         raise ConfigError(f"--out {str(out)!r} is a folder; give a .png file path")

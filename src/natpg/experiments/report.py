@@ -22,6 +22,9 @@ are listed in the report's run inventory.
 from __future__ import annotations
 
 import math
+import os
+import shutil
+import tempfile
 import tomllib
 from dataclasses import dataclass
 from importlib import resources
@@ -366,11 +369,10 @@ def _left_out(runs: pd.DataFrame, env_id: str) -> dict[str, str]:
 
 def _cap_note(runs: Sequence[RunRecord], env_id: str) -> str:
     """``"episodes capped at 1000 steps"`` when the runs of ``env_id`` share one cap."""
+    from natpg.experiments.plots import cap_note
+
     caps = {r.config.get("max_episode_steps") for r in runs if r.env_id == env_id}
-    if len(caps) != 1:
-        return ""
-    cap = caps.pop()
-    return "registered episode limit" if cap is None else f"episodes capped at {int(cap):,} steps"
+    return cap_note(caps.pop()) if len(caps) == 1 else ""
 
 
 def write_report(root: str | Path, out: str | Path | None = None, thresholds: Mapping[str, float] | None = None,
@@ -381,18 +383,41 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
     ``thresholds.csv``, ``aggregate.csv``, ``wallclock.csv``) and figures (PNG and SVG) of the learning
     curves, the log-probability curves and the aggregate. Returns the path of ``report.md``.
 
-    Raises:
-        ConfigError: ``root`` holds no run folder.
-    """
-    from natpg.experiments.plots import plot_aggregate, plot_group_curves
+    Nothing is written into ``out`` until the whole report is: it is made in a temporary folder beside
+    ``out``, then each file is moved into place (``os.replace``), so a failure part-way leaves ``out``
+    as it was (an earlier report in it stays whole) and removes the temporary folder.
 
+    Raises:
+        ConfigError: ``root`` holds no run folder, or two runs of one env, algorithm and seed differ in a
+            setting their label does not name.
+    """
     root = Path(root)
     runs = find_runs(root)
     check_unique(runs)
     out = Path(out) if out is not None else root / "report"
     check_out_path(out)
     data = collect(runs, thresholds, bootstrap_reps=bootstrap_reps)  # reads every file first: a damaged one
-    (out / "figures").mkdir(parents=True, exist_ok=True)              # stops the report before it writes
+    out.parent.mkdir(parents=True, exist_ok=True)                     # stops the report before it writes
+    scratch = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        _write_files(data, runs, root, scratch, title, bootstrap_reps, notes)
+        written = sorted(f for f in scratch.rglob("*") if f.is_file())
+        out.mkdir(exist_ok=True)
+        for f in written:
+            target = out / f.relative_to(scratch)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(f, target)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out / "report.md"
+
+
+def _write_files(data: ReportData, runs: Sequence[RunRecord], root: Path, out: Path, title: str,
+                 bootstrap_reps: int, notes: str) -> None:
+    """Write the report's files into ``out`` (an empty folder; :func:`write_report` moves them into place)."""
+    from natpg.experiments.plots import plot_aggregate, plot_group_curves
+
+    (out / "figures").mkdir(parents=True, exist_ok=True)
     envs = ordered(data.runs["env_id"], _env_key)
     labels = ordered(data.runs["label"], _label_key)
     fin_envs = [e for e in envs if e in set(data.table["env_id"])]
@@ -486,6 +511,4 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
     if len(failed):
         md += ["Failed runs (`error.json` in the run folder holds the traceback):", ""]
         md += [f"- {r.env_id} {r.label} seed {r.seed}: `{r.error}`" for r in failed.itertuples()] + [""]
-    path = out / "report.md"
-    path.write_text("\n".join(md))
-    return path
+    (out / "report.md").write_text("\n".join(md))

@@ -2,16 +2,24 @@ r"""SMAC as a Stable-Baselines3 algorithm (optional extra ``natpg[sb3]``).
 
 :class:`SMAC` subclasses SB3's ``OnPolicyAlgorithm``: rollout collection (with
 SB3's GAE and time-limit bootstrapping), callbacks, ``VecNormalize``, the logger,
-``save``/``load``, ``predict`` and ``evaluate_policy`` are SB3's own. Only the
-update is replaced, once per rollout, on the whole batch:
+``save``/``load``, ``predict``, ``evaluate_policy`` and the progress bar are SB3's own.
+Only the update is replaced, once per rollout of ``n_steps`` samples (summed over the
+envs), by natpg's own parts:
 
-* actor (the policy network, action head and ``log_std``):
-  ``θ ← θ + η (λI + ℓ̄ℓ̄ᵀ)⁻¹ g`` with :class:`natpg.optim.SMNG`, O(d);
-* critic (the value network and value head): one Adam step (lr = ``learning_rate``,
-  which follows SB3's schedules) on ``mean (R_t − V(s_t))²``.
+* actor (the policy network, action head and ``log_std``): one step
+  ``θ ← θ + η (λI + ℓ̄ℓ̄ᵀ)⁻¹ g`` on the whole rollout, O(d), by the rule that natpg's
+  trainer runs (:class:`natpg.updates.ShermanMorrisonUpdate`), ``g`` and ``ℓ̄`` from one
+  batched backward pass of the rollout's log-probabilities;
+* critic (the value network and value head): ``critic_epochs`` passes over the rollout in
+  random mini-batches of ``critic_batch_size``, one step of the policy's optimizer (SB3's
+  default: Adam) each on ``mean (R_t − V(s_t))²``, by :class:`natpg.critic.CriticUpdate`.
+
+The defaults are natpg's ``paper-inferred`` reading (γ = 0.99, GAE λ = 0.9, λ = 0.1,
+α = 1e-3, T = 1000 samples per update, the critic in mini-batches of 100 for 10 epochs),
+except the actor's step size: one η for every task at SB3-sized budgets (see ``actor_lr``).
 
 Both steps run under natpg's own guards (:mod:`natpg.guards`): no non-finite value
-ever reaches the actor, the critic or the critic's Adam state, skipped updates are
+ever reaches the actor, the critic or the critic's optimizer state, skipped updates are
 counted and logged, and ``max_consecutive_skips`` skipped updates in a row stop
 training with :class:`natpg.guards.TrainingDiverged`. (SB3's own ``VecNormalize``
 statistics are SB3's: they are not guarded.)
@@ -19,7 +27,7 @@ statistics are SB3's: they are not guarded.)
 Example::
 
     from natpg.integrations.sb3 import SMAC
-    model = SMAC("MlpPolicy", "CartPole-v1", actor_lr=5e-3, damping=0.1, seed=0).learn(50_000)
+    model = SMAC("MlpPolicy", "CartPole-v1", seed=0).learn(50_000)
     model.save("smac_cartpole")
     model = SMAC.load("smac_cartpole")
 
@@ -30,23 +38,44 @@ give the critic its own.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+import math
+from typing import Any, Callable, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
+from torch.distributions import Distribution, Independent
 
 try:
     from gymnasium import spaces
+    from stable_baselines3.common.distributions import DiagGaussianDistribution
     from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
     from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
-    from stable_baselines3.common.utils import explained_variance
+    from stable_baselines3.common.utils import FloatSchedule, explained_variance
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
     raise ImportError("natpg.integrations.sb3 needs Stable-Baselines3: pip install 'natpg[sb3]'") from exc
 
 from natpg.config import TrainConfig
-from natpg.guards import SkipCounter, all_finite, guarded_step, restore, rollout_fault, snapshot
-from natpg.optim import SMNG
+from natpg.critic import CriticUpdate
+from natpg.guards import SkipCounter, all_finite, restore, rollout_fault, snapshot
+from natpg.scores import AutogradScores, PolicyOutputs
+from natpg.updates import ShermanMorrisonUpdate
+from natpg.updates.base import ActorBatch
+
+#: What an SB3 or RL Zoo user may pass that :class:`SMAC` does not take, and what to pass instead.
+REFUSED: dict[str, str] = {
+    "learning_rate": "pass critic_lr (the critic's optimizer) and actor_lr (η, the natural-gradient step)",
+    "vf_coef": "the critic has its own optimizer and step size (critic_lr); a loss weight would change nothing",
+    "use_sde": "SMAC samples from the policy's own distribution; only use_sde=False is allowed",
+    "sde_sample_freq": "gSDE is not supported (use_sde=False)",
+    "use_rms_prop": "choose the critic's optimizer with policy_kwargs=dict(optimizer_class=..., optimizer_kwargs=...)",
+    "rms_prop_eps": "choose the critic's optimizer with policy_kwargs=dict(optimizer_class=..., optimizer_kwargs=...)",
+    "batch_size": "the actor takes one step on the whole rollout; the critic's mini-batches are critic_batch_size",
+    "n_epochs": "the actor takes one step per rollout; the critic's passes are critic_epochs",
+    "clip_range": "SMAC has no clipped objective; damping and actor_lr set the step",
+    "clip_range_vf": "SMAC does not clip the value function",
+    "target_kl": "SMAC takes a fixed step of size actor_lr",
+}
 
 
 def actor_parameters(policy: ActorCriticPolicy) -> list[nn.Parameter]:
@@ -67,6 +96,82 @@ def critic_parameters(policy: ActorCriticPolicy) -> list[nn.Parameter]:
     return [p for m in modules for p in m.parameters()]
 
 
+def action_distribution(policy: ActorCriticPolicy, obs: Any) -> Distribution:
+    """The policy's action distribution at ``obs`` as a torch ``Distribution`` over whole actions (with graph).
+
+    A diagonal Gaussian becomes ``Independent(Normal, 1)``, so that ``log_prob`` and ``entropy`` sum over
+    the action's dimensions as SB3's own do.
+    """
+    dist = policy.get_distribution(obs)
+    if isinstance(dist, DiagGaussianDistribution):
+        return Independent(dist.distribution, 1)
+    if not isinstance(dist.distribution, Distribution):  # MultiCategorical: a list (its action spaces are refused)
+        raise ValueError(f"SMAC supports Box and Discrete action spaces, not {type(dist).__name__}")
+    return dist.distribution
+
+
+class _SB3Critic:
+    """The value branch of an SB3 policy as :class:`natpg.critic.CriticUpdate` sees it (a ``ValueFunction``)."""
+
+    def __init__(self, policy: ActorCriticPolicy, max_grad_norm: float | None) -> None:
+        self.policy = policy
+        self.params = critic_parameters(policy)
+        self.max_grad_norm = max_grad_norm
+
+    def parameters(self) -> list[nn.Parameter]:
+        return self.params
+
+    def value_loss_backward(self, obs: Any, returns: torch.Tensor) -> torch.Tensor:
+        for p in self.params:
+            p.grad = None
+        loss = (returns - self.policy.predict_values(obs).flatten()).pow(2).mean()
+        loss.backward()
+        if self.max_grad_norm is not None:
+            nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+        return loss.detach()
+
+
+class _Rows:
+    """Row indexing for a dict of observation tensors (``MultiInputPolicy``), as a tensor's rows index."""
+
+    def __init__(self, obs: dict[str, torch.Tensor]) -> None:
+        self.obs = obs
+
+    def __getitem__(self, idx: Any) -> dict[str, torch.Tensor]:
+        return {k: v[idx] for k, v in self.obs.items()}
+
+
+class _ClippedScores(AutogradScores):
+    """The autograd score kernel with the policy gradient ``g`` (row 0) scaled to norm ≤ ``max_grad_norm``.
+
+    The Sherman–Morrison solve is linear in ``g``, so this scales the whole step by ``min(1, c/‖g‖)``.
+    """
+
+    max_grad_norm: float | None = None
+
+    def rows(self, batch: Any, weights: torch.Tensor, ent_coef: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        rows, logp = super().rows(batch, weights, ent_coef)
+        if self.max_grad_norm is not None:
+            norm = float(torch.linalg.vector_norm(rows[0]))
+            if math.isfinite(norm) and norm > self.max_grad_norm:
+                rows[0].mul_(self.max_grad_norm / norm)
+        return rows, logp
+
+
+def _positive(name: str, value: Any, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ValueError(f"{name}={value!r} must be a finite number > 0" + (" or None" if allow_none else ""))
+
+
+def _count(name: str, value: Any, allow_none: bool = False) -> None:
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value!r} must be an integer >= 1" + (" or None" if allow_none else ""))
+
+
 class SMAC(OnPolicyAlgorithm):
     """Sherman–Morrison Actor-Critic with SB3's machinery around it.
 
@@ -74,62 +179,134 @@ class SMAC(OnPolicyAlgorithm):
         policy: ``"MlpPolicy"`` or an ``ActorCriticPolicy`` subclass (separate 64-64 tanh
             actor and critic by default, as in the paper).
         env: a Gymnasium env, an env id, or a ``VecEnv`` (e.g. wrapped in ``VecNormalize``).
-        actor_lr: η, the actor's step size.
+        actor_lr: η, the actor's step size: a number, or a schedule (a callable of SB3's
+            ``progress_remaining``, 1 → 0). Logged as ``train/actor_lr``. The default, 2e-2, is
+            4× the ``paper-inferred`` preset's CartPole η: that preset's per-task η are set for
+            budgets of 0.5–5 M steps, this one was chosen on CartPole-v1 at 50 k steps
+            (``benchmarks/sb3_vs_a2c.py``; Pendulum-v1 is not learned at 100 k steps by any η
+            tried there, nor by SB3's A2C with its defaults).
         damping: λ > 0 of the rank-1 empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``.
-        learning_rate: α, the critic's Adam learning rate (a float or an SB3 schedule).
-        n_steps: steps per env per rollout (T = ``n_steps · n_envs``; the paper uses T = 1000).
+        critic_lr: α, the learning rate of the critic's optimizer (a number or an SB3 schedule);
+            SB3 logs it as ``train/learning_rate``. It does not touch the actor.
+        n_steps: T, the samples per rollout **summed over the envs** (one actor update each):
+            every env runs ``n_steps / n_envs`` steps, so ``n_steps`` must be a multiple of
+            ``n_envs``. (SB3's A2C and PPO count per env; ``model.n_steps`` keeps SB3's
+            per-env count, which its rollout buffer reads, and ``model.rollout_steps`` this T.)
         gamma: discount γ.
         gae_lambda: GAE λ.
+        ent_coef: entropy bonus ``c ≥ 0``: the actor ascends ``(1/T) Σ A_t log π_t + c·(1/T) Σ H_t``.
+        max_grad_norm: if set, each gradient is scaled to at most this norm before its step:
+            the critic's, and the actor's ``g`` before the solve (so the actor's step shrinks by
+            the same factor). ``None`` (the default, as in the paper): no clipping.
         normalize_advantage: standardise advantages per rollout (off in the paper).
+        critic_epochs: passes of the critic over each rollout.
+        critic_batch_size: samples per critic mini-batch (a fresh random permutation each pass; the
+            last mini-batch of a pass is smaller when it does not divide ``n_steps``); ``None``, or a
+            size of at least ``n_steps``: one full-batch step per pass.
         max_consecutive_skips: stop (raise :class:`natpg.guards.TrainingDiverged`) after this many
             updates in a row were skipped because of non-finite values (natpg's default).
-        Remaining arguments are SB3's (``policy_kwargs``, ``tensorboard_log``, ``verbose``,
-        ``seed``, ``device``, ``stats_window_size``, ``_init_setup_model``).
+        rollout_buffer_class, rollout_buffer_kwargs, stats_window_size, tensorboard_log,
+            monitor_wrapper, policy_kwargs, verbose, seed, device, _init_setup_model: SB3's.
+            The critic's optimizer is the policy's ``optimizer_class`` with ``optimizer_kwargs``
+            (``policy_kwargs``; SB3's default Adam with ``eps=1e-5``) over the critic's
+            parameters only.
+        **refused: arguments of SB3's A2C and PPO that SMAC does not take (``learning_rate``,
+            ``vf_coef``, ``use_sde=True``, ``batch_size``, ``n_epochs``, ...): each raises
+            ``TypeError`` in one line naming it and what to pass instead (see :data:`REFUSED`).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": ActorCriticPolicy}
 
-    def __init__(self, policy: str | type[ActorCriticPolicy], env: Any, actor_lr: float = 5e-3,
-                 damping: float = 0.1, learning_rate: float | Any = 1e-3, n_steps: int = 1000,
-                 gamma: float = 0.99, gae_lambda: float = 0.9, normalize_advantage: bool = False,
-                 stats_window_size: int = 100, tensorboard_log: str | None = None,
+    def __init__(self, policy: str | type[ActorCriticPolicy], env: Any,
+                 actor_lr: float | Callable[[float], float] = 2e-2, damping: float = 0.1,
+                 critic_lr: float | Callable[[float], float] = 1e-3, n_steps: int = 1000, gamma: float = 0.99,
+                 gae_lambda: float = 0.9, ent_coef: float = 0.0, max_grad_norm: float | None = None,
+                 normalize_advantage: bool = False, critic_epochs: int = 10, critic_batch_size: int | None = 100,
+                 max_consecutive_skips: int = TrainConfig.max_consecutive_skips,
+                 rollout_buffer_class: Any = None, rollout_buffer_kwargs: dict[str, Any] | None = None,
+                 stats_window_size: int = 100, tensorboard_log: str | None = None, monitor_wrapper: bool = True,
                  policy_kwargs: dict[str, Any] | None = None, verbose: int = 0, seed: int | None = None,
-                 device: torch.device | str = "cpu", _init_setup_model: bool = True,
-                 max_consecutive_skips: int = TrainConfig.max_consecutive_skips) -> None:
-        for name, value in (("actor_lr", actor_lr), ("damping", damping)):
-            if not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
-                raise ValueError(f"{name}={value!r} must be a finite number > 0")
-        if isinstance(max_consecutive_skips, bool) or not isinstance(max_consecutive_skips, int) \
-                or max_consecutive_skips < 1:
-            raise ValueError(f"max_consecutive_skips={max_consecutive_skips!r} must be an integer >= 1")
-        super().__init__(policy, env, learning_rate=learning_rate, n_steps=n_steps, gamma=gamma,
-                         gae_lambda=gae_lambda, ent_coef=0.0, vf_coef=1.0, max_grad_norm=float("inf"),
-                         use_sde=False, sde_sample_freq=-1, stats_window_size=stats_window_size,
-                         tensorboard_log=tensorboard_log, policy_kwargs=policy_kwargs, verbose=verbose,
-                         device=device, seed=seed, _init_setup_model=False,
-                         supported_action_spaces=(spaces.Box, spaces.Discrete))
-        self.actor_lr = float(actor_lr)
+                 device: torch.device | str = "cpu", _init_setup_model: bool = True, **refused: Any) -> None:
+        for name, value in refused.items():
+            if (name, value) in (("use_sde", False), ("sde_sample_freq", -1)):
+                continue  # SB3's own defaults, passed explicitly
+            if name not in REFUSED:
+                raise TypeError(f"SMAC got an unexpected argument {name!r} (see help(SMAC) for the arguments it takes)")
+            raise TypeError(f"SMAC does not take {name}={value!r}: {REFUSED[name]}")
+        if not callable(actor_lr):
+            _positive("actor_lr", actor_lr)
+        if not callable(critic_lr):
+            _positive("critic_lr", critic_lr)
+        _positive("damping", damping)
+        _positive("max_grad_norm", max_grad_norm, allow_none=True)
+        if isinstance(ent_coef, bool) or not (isinstance(ent_coef, (int, float)) and math.isfinite(ent_coef)
+                                              and ent_coef >= 0):
+            raise ValueError(f"ent_coef={ent_coef!r} must be a finite number >= 0")
+        for name, count in (("n_steps", n_steps), ("critic_epochs", critic_epochs),
+                            ("max_consecutive_skips", max_consecutive_skips)):
+            _count(name, count)
+        _count("critic_batch_size", critic_batch_size, allow_none=True)
+        if not isinstance(normalize_advantage, bool):
+            raise ValueError(f"normalize_advantage={normalize_advantage!r} must be True or False")
+        super().__init__(policy, env, learning_rate=critic_lr, n_steps=n_steps, gamma=gamma,
+                         gae_lambda=gae_lambda, ent_coef=float(ent_coef), vf_coef=0.0,
+                         max_grad_norm=math.inf if max_grad_norm is None else float(max_grad_norm),
+                         use_sde=False, sde_sample_freq=-1, rollout_buffer_class=rollout_buffer_class,
+                         rollout_buffer_kwargs=rollout_buffer_kwargs, stats_window_size=stats_window_size,
+                         tensorboard_log=tensorboard_log, monitor_wrapper=monitor_wrapper,
+                         policy_kwargs=policy_kwargs, verbose=verbose, device=device, seed=seed,
+                         _init_setup_model=False, supported_action_spaces=(spaces.Box, spaces.Discrete))
+        self.rollout_steps = n_steps
+        self.actor_lr = actor_lr
         self.damping = float(damping)
         self.normalize_advantage = normalize_advantage
+        self.critic_epochs = critic_epochs
+        self.critic_batch_size = critic_batch_size
         self.skips = SkipCounter(max_consecutive_skips)
         if _init_setup_model:
             self._setup_model()
 
     def _setup_model(self) -> None:
+        total, n_envs = self.rollout_steps, self.n_envs
+        if total % n_envs:
+            raise ValueError(f"n_steps={total} is the samples per rollout summed over the envs and must be a "
+                             f"multiple of n_envs={n_envs} (e.g. {n_envs * max(1, round(total / n_envs))})")
+        if self.normalize_advantage and total < 2:
+            raise ValueError("normalize_advantage=True needs n_steps >= 2 (a standard deviation of one sample is 0)")
+        self.n_steps = total // n_envs  # SB3's count, per env: its rollout buffer and rollout loop read it
         super()._setup_model()
-        # SB3 saves and loads `policy.optimizer`: make it the critic's Adam.
-        self.policy.optimizer = torch.optim.Adam(critic_parameters(self.policy), lr=self.lr_schedule(1))
-        self.actor_optimizer = SMNG(actor_parameters(self.policy), lr=self.actor_lr, damping=self.damping)
+        self.actor_lr_schedule = FloatSchedule(self.actor_lr)
+        # SB3 saves and loads `policy.optimizer`: make it the critic's, of the policy's optimizer class.
+        optimizer_class: Any = self.policy.optimizer_class
+        self.policy.optimizer = optimizer_class(critic_parameters(self.policy), lr=self.lr_schedule(1),
+                                                **self.policy.optimizer_kwargs)
+        clip = None if math.isinf(self.max_grad_norm) else self.max_grad_norm
+        self.critic_update = CriticUpdate(_SB3Critic(self.policy, clip), self.lr_schedule(1), self.critic_epochs,
+                                          self.critic_batch_size, optimizer=self.policy.optimizer)
+        scores = _ClippedScores(list[torch.Tensor](actor_parameters(self.policy)), self._actor_outputs)
+        scores.max_grad_norm = clip
+        self.actor_update = ShermanMorrisonUpdate(scores, self.actor_lr_schedule(1), self.damping, ent_coef=self.ent_coef)
+
+    def _actor_outputs(self, batch: ActorBatch) -> PolicyOutputs:
+        dist = action_distribution(self.policy, batch.obs)
+        return PolicyOutputs(dist.log_prob(batch.actions), dist)
 
     def _excluded_save_params(self) -> list[str]:
-        # The actor optimizer is stateless and holds references to the policy's parameters.
-        return [*super()._excluded_save_params(), "actor_optimizer"]
+        # The update objects are rebuilt by _setup_model and hold references to the policy's parameters.
+        return [*super()._excluded_save_params(), "actor_update", "critic_update", "actor_lr_schedule"]
+
+    def _actor_step_size(self) -> float:
+        eta = self.actor_lr_schedule(self._current_progress_remaining)
+        if not (math.isfinite(eta) and eta > 0):
+            raise ValueError(f"the actor_lr schedule gave {eta!r} at progress_remaining="
+                             f"{self._current_progress_remaining:.3f}; it must give finite numbers > 0")
+        return eta
 
     def train(self) -> None:
-        """One critic Adam step and one SMAC actor step on the whole rollout, under natpg's guards.
+        """One SMAC actor step on the whole rollout, then the critic's epochs, under natpg's guards.
 
         Guarantees (as in natpg's own trainer, :mod:`natpg.guards`): the actor, the critic
-        and the critic's Adam state never hold a non-finite value. A rollout with a
+        and the critic's optimizer state never hold a non-finite value. A rollout with a
         non-finite reward, observation, advantage or return is not learned from (both
         steps skipped); a critic step that would write a non-finite value is skipped or
         undone; an actor step that leaves non-finite parameters or log-probabilities is
@@ -138,36 +315,27 @@ class SMAC(OnPolicyAlgorithm):
         :class:`natpg.guards.TrainingDiverged` is raised.
         """
         self.policy.set_training_mode(True)
-        self._update_learning_rate(self.policy.optimizer)
-        for name in ("actor_lr", "damping"):  # allow changing them between learn() calls
-            self.actor_optimizer.param_groups[0]["lr" if name == "actor_lr" else name] = getattr(self, name)
+        self._update_learning_rate(self.policy.optimizer)  # critic_lr's schedule; logs train/learning_rate
+        rule = self.actor_update
+        rule.lr, rule.damping, rule.ent_coef = self._actor_step_size(), self.damping, self.ent_coef  # may change
         rb = self.rollout_buffer
         observations = rb.observations.values() if isinstance(rb.observations, dict) else [rb.observations]
         # SB3 keeps no next observations: a non-finite one reaches the rewards through its bootstrap
         fault = next((f for obs in observations if (f := rollout_fault(rb.rewards, obs, obs))), "")
         if not fault and not (np.isfinite(rb.advantages).all() and np.isfinite(rb.returns).all()):
             fault = "non-finite advantage"
-        skipped, reasons = 0, [fault] if fault else []
+        skipped, reasons = int(bool(fault)), [fault] if fault else []
         value_loss = policy_loss = float("nan")
         update_norm = 0.0
-        for data in ([] if fault else rb.get(batch_size=None)):
-            actions = data.actions
-            if isinstance(self.action_space, spaces.Discrete):
-                actions = actions.long().flatten()
-            values, log_prob, _ = self.policy.evaluate_actions(data.observations, actions)
+        if not fault:
+            data = next(rb.get(batch_size=None))
+            actions = data.actions.long().flatten() if isinstance(self.action_space, spaces.Discrete) else data.actions
             advantages = data.advantages
             if self.normalize_advantage:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-            loss = (data.returns - values.flatten()).pow(2).mean()
-            value_loss = float(loss.detach())
-            self.policy.optimizer.zero_grad()
-            loss.backward(retain_graph=True)  # the actor step below reuses the shared part of the graph
-            critic_reason = guarded_step(self.policy.optimizer, value_loss)
-            if critic_reason:
-                skipped, reasons = skipped + 1, [*reasons, f"critic: {critic_reason}"]
             theta = actor_parameters(self.policy)
             before = snapshot(theta)
-            info = self.actor_optimizer.step(log_prob, advantages)
+            info = rule.step(ActorBatch(data.observations, actions, advantages))
             policy_loss, update_norm = info.actor_loss, info.update_norm
             skipped += info.skipped
             reasons += [info.skip_reason] if info.skip_reason else []
@@ -175,7 +343,11 @@ class SMAC(OnPolicyAlgorithm):
                 restore(theta, before)
                 skipped, update_norm = skipped + 1, 0.0
                 reasons.append("update made the policy non-finite; parameters restored")
-        skipped += int(bool(fault))
+            obs = _Rows(data.observations) if isinstance(data.observations, dict) else data.observations
+            critic = self.critic_update.step(obs, data.returns)
+            value_loss = critic.loss
+            skipped += critic.skipped
+            reasons += [critic.skip_reason] if critic.skip_reason else []
         reason = "; ".join(reasons)
         self.skips.record(skipped > 0, reason)
 
@@ -183,6 +355,7 @@ class SMAC(OnPolicyAlgorithm):
         self.logger.record("train/n_updates", self._n_updates, exclude="tensorboard")
         self.logger.record("train/explained_variance",
                            explained_variance(rb.values.flatten(), rb.returns.flatten()))
+        self.logger.record("train/actor_lr", rule.lr)
         self.logger.record("train/policy_loss", policy_loss)
         self.logger.record("train/value_loss", value_loss)
         self.logger.record("train/update_norm", update_norm)
@@ -198,7 +371,7 @@ class SMAC(OnPolicyAlgorithm):
         """Whether θ and the log-probabilities of the rollout's actions under the policy are all finite."""
         with torch.no_grad():
             try:
-                _, log_prob, _ = self.policy.evaluate_actions(observations, actions)
+                log_prob = action_distribution(self.policy, observations).log_prob(actions)
             except ValueError:  # torch's argument validation: e.g. a Normal scale that underflowed to 0
                 return False
         return all_finite(log_prob, *theta)
@@ -211,4 +384,4 @@ class SMAC(OnPolicyAlgorithm):
                              progress_bar=progress_bar)
 
 
-__all__ = ["SMAC", "actor_parameters", "critic_parameters"]
+__all__ = ["SMAC", "REFUSED", "action_distribution", "actor_parameters", "critic_parameters"]

@@ -115,6 +115,35 @@ def preset_extras(preset: str) -> dict[str, Any]:
     return {} if check_preset(preset) == "paper" else dict(_load(preset)["common"])
 
 
+#: Config fields that say how a run is carried out, not what it learns: left out of the hyper-parameter listing.
+RUN_OPTIONS = ("env_id", "algo", "preset", "seed", "env_backend", "vectorization", "torch_threads",
+               "checkpoint_every", "eval_every", "eval_episodes", "tensorboard", "max_consecutive_skips")
+
+
+def preset_settings(preset: str) -> tuple[dict[str, Any], dict[str, dict[str, Any]], list[str]]:
+    """Every hyper-parameter of a preset set, as the configs it builds hold them (natpg's defaults included).
+
+    Returns:
+        ``(shared, per_algo, varying)``: the settings with one value on every env and algorithm; per
+        algorithm, its own settings with one value on every env; and the settings whose value changes
+        from env to env (the per-env table of ``natpg presets``). :data:`RUN_OPTIONS` are left out.
+    """
+    configs = {(name, algo): make_config(name, algo, preset=preset).to_dict() for name in preset_names() for algo in Algo}
+    values: dict[str, set[str]] = {}
+    for cfg in configs.values():
+        for key, value in cfg.items():
+            if key not in RUN_OPTIONS:
+                values.setdefault(key, set()).add(repr(value))
+    varying = [k for k, v in values.items() if len(v) > 1]
+    first = next(iter(configs.values()))
+    shared = {k: first[k] for k, v in values.items() if len(v) == 1 and all(k in c for c in configs.values())}
+    per_algo: dict[str, dict[str, Any]] = {}
+    for algo in Algo:
+        own = configs[(preset_names()[0], algo)]
+        per_algo[algo.value] = {k: own[k] for k in own if k in values and k not in shared and k not in varying}
+    return shared, per_algo, varying
+
+
 def preset_names() -> list[str]:
     """Short names of the preset environments, e.g. ``['Acrobot', 'CartPole', ...]``."""
     return list(_table()["envs"])
