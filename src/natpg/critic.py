@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, cast
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
 import torch
 
@@ -71,7 +71,9 @@ class CriticUpdate:
         n = len(returns)
         m = self.batch_size or n
         loss_value, skipped, reason = math.nan, 0, ""
-        critic = self.critic
+        critic, opt = self.critic, self.optimizer
+        # FlatAdam checks once that the parameters still live in its buffer: nothing else runs until the update ends
+        flat = opt if isinstance(opt, FlatAdam) and opt.ready() else None
         # natpg's own critic: the written-out backward pass, checked once for all the mini-batches below
         own = critic if isinstance(critic, Critic) else None
         plan = own.backward_plan(obs, returns) if own is not None else None
@@ -86,7 +88,7 @@ class CriticUpdate:
                 loss = (own.value_loss_backward_planned(plan, obs_pass[idx], returns_pass[idx])
                         if own is not None and plan is not None else critic.value_loss_backward(obs_pass[idx], returns_pass[idx]))
                 loss_value = float(loss)
-                why = guarded_step(self.optimizer, loss_value)
+                why = flat.flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
                 if why:
                     skipped, reason = skipped + 1, f"critic: {why}"
         return CriticInfo(loss_value, skipped, reason)
@@ -168,6 +170,7 @@ class FlatAdam(torch.optim.Adam):
 
         self._views, self._m_views, self._v_views = views(buffer), views(moments[0]), views(moments[1])
         self._steps = torch.zeros(len(params), dtype=torch.float32)
+        self._count = 0  # the step count as a Python int, what the bias corrections read
         with torch.no_grad():
             for p, view in zip(params, self._views):
                 view.copy_(p)
@@ -176,6 +179,7 @@ class FlatAdam(torch.optim.Adam):
                 torch._foreach_copy_(self._m_views, [s["exp_avg"] for s in states])
                 torch._foreach_copy_(self._v_views, [s["exp_avg_sq"] for s in states])
                 self._steps.fill_(float(states[0]["step"]))
+                self._count = int(self._steps[0].item())
                 for s, step_t, m, v in zip(states, self._steps, self._m_views, self._v_views):
                     s["step"], s["exp_avg"], s["exp_avg_sq"] = step_t, m, v
         self._buffer, self._moments = buffer, moments
@@ -193,8 +197,8 @@ class FlatAdam(torch.optim.Adam):
         self._ptrs = [p.data_ptr() for p in params]
         self._flat = True
 
-    def _ready(self) -> bool:
-        """Whether this step can take the flat path (re-binding first if something moved a parameter's storage)."""
+    def ready(self) -> bool:
+        """Whether the next step can take the flat path (re-binding first if something moved a parameter's storage)."""
         params = [p for group in self.param_groups for p in group["params"]]
         if len(params) != len(self._params) or any(p is not q for p, q in zip(params, self._params)):
             return False
@@ -214,7 +218,7 @@ class FlatAdam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if not self._ready():
+        if not self.ready():
             super().step()
             self._flat = False  # re-bind at the next step (torch may have left the state per-tensor)
             return loss
@@ -223,29 +227,39 @@ class FlatAdam(torch.optim.Adam):
 
     def _apply(self) -> None:
         """One Adam step on the flat buffers, with the kernels of torch's single-tensor Adam in its order."""
-        self._gather_grads()
+        if not self._gather_grads():
+            super().step()
+            self._flat = False
+            return
         self._step_kernels(self._grad)
 
-    def _gather_grads(self) -> None:
-        """Copy into the flat gradient buffer every ``.grad`` that is not already its view (a new tensor)."""
+    def _gather_grads(self) -> bool:
+        """Copy into the flat gradient buffer every ``.grad`` that is not already its view; false if one is missing."""
         for p, view in zip(self._params, self._grad_views):
-            if p.grad is not view:
-                view.copy_(cast(torch.Tensor, p.grad))
+            grad = p.grad
+            if grad is not view:
+                if grad is None:
+                    return False
+                view.copy_(grad)
                 p.grad = view
+        return True
 
     def _step_kernels(self, grad: torch.Tensor) -> None:
         """Torch's single-tensor Adam on the flat buffers: the same kernels in the same order."""
         if not self.state.get(self._params[0]):
             self._steps.zero_()
+            self._count = 0
             for p, step_t, m, v in zip(self._params, self._steps, self._m_views, self._v_views):
                 self.state[p] = {"step": step_t, "exp_avg": m, "exp_avg_sq": v}
         group = self.param_groups[0]
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         self._steps.add_(1)  # torch's float32 step counts, one per parameter (views of one tensor)
+        self._count += 1
         exp_avg, exp_avg_sq = self._exp_avg, self._exp_avg_sq
         exp_avg.lerp_(grad, 1 - beta1)
         exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        step = self._steps[0].item()
+        # torch reads its float32 count back: the same number below 2**24, where float32 stops counting
+        step = float(self._count) if self._count < 2**24 else self._steps[0].item()
         bias_correction1 = 1 - beta1**step
         bias_correction2 = 1 - beta2**step
         step_size = lr / bias_correction1
@@ -256,13 +270,21 @@ class FlatAdam(torch.optim.Adam):
     @torch.no_grad()
     def guarded_step(self, loss: float | torch.Tensor | None = None) -> str:
         """:func:`natpg.guards.guarded_step` on the flat buffers: ``""``, or the reason the step was skipped or undone."""
-        if not self._ready():
+        if not self.ready():
             reason = guarded_step(self, loss, flat=False)
             self._flat = False
             return reason
+        return self.flat_guarded_step(loss)
+
+    @torch.no_grad()
+    def flat_guarded_step(self, loss: float | torch.Tensor | None = None) -> str:
+        """:meth:`guarded_step` once :meth:`ready` has said yes (and nothing has moved a parameter since)."""
         if loss is not None and not math.isfinite(float(loss)):
             return "non-finite loss"
-        self._gather_grads()
+        if not self._gather_grads():
+            reason = guarded_step(self, loss, flat=False)
+            self._flat = False
+            return reason
         if not self._finite(self._grad):
             return "non-finite gradient"
         first = not self.state.get(self._params[0])
@@ -278,6 +300,7 @@ class FlatAdam(torch.optim.Adam):
                 self.state.pop(p, None)
         else:
             self._steps.sub_(1)
+            self._count -= 1
         return "step made parameters or optimizer state non-finite; restored"
 
     def _finite(self, flat: torch.Tensor) -> bool:

@@ -9,7 +9,7 @@ log-probability.
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence, cast
+from typing import Callable, NamedTuple, Sequence, cast
 
 import gymnasium as gym
 import numpy as np
@@ -300,17 +300,26 @@ class Critic(nn.Module):
         """
         return self.value_loss_backward_planned(self.backward_plan(obs, returns), obs, returns)
 
-    def backward_plan(self, obs: Tensor, returns: Tensor) -> list[tuple[Tensor, Tensor, Tensor]] | None:
+    def backward_plan(self, obs: Tensor, returns: Tensor) -> list[_PlannedLayer] | None:
         """What :meth:`value_loss_backward_planned` needs for inputs like these, or ``None`` for autograd.
 
-        The plan is each linear layer's ``(weight, bias, weight.t())``. A plan made for a batch holds
-        for any of its mini-batches (rows of ``obs`` and ``returns``) as long as the critic's modules,
-        hooks and parameter tensors do not change in between.
+        The plan holds each linear layer's ``weight``, ``bias`` and ``weight.t()``, and the ``.grad``
+        tensors that can be overwritten in place (shape, dtype and strides of their parameter), with
+        the views the kernels write into. A plan made for a batch holds for any of its mini-batches
+        (rows of ``obs`` and ``returns``) as long as the critic's modules, hooks and parameter tensors
+        do not change in between; a ``.grad`` replaced meanwhile is noticed and written as new.
         """
         layers = self._plain_linear_tanh_layers(obs, returns)
-        return None if layers is None else [(weight, bias, weight.t()) for weight, bias in layers]
+        if layers is None:
+            return None
+        plan = []
+        for weight, bias in layers:
+            w_grad, b_grad = _writable_grad(weight), _writable_grad(bias)
+            plan.append(_PlannedLayer(weight, bias, weight.t(), w_grad, w_grad,
+                                      b_grad, None if b_grad is None else b_grad.view(1, -1)))
+        return plan
 
-    def value_loss_backward_planned(self, layers: list[tuple[Tensor, Tensor, Tensor]] | None, obs: Tensor,
+    def value_loss_backward_planned(self, layers: list[_PlannedLayer] | None, obs: Tensor,
                                     returns: Tensor) -> Tensor:
         """:meth:`value_loss_backward` with the checks already made by :meth:`backward_plan` (its ``layers``).
 
@@ -328,8 +337,8 @@ class Critic(nn.Module):
             inputs = [obs]  # the input of each linear layer (the saved tensors of autograd's AddmmBackward)
             x = obs
             last = len(layers) - 1
-            for i, (_, bias, w_t) in enumerate(layers):
-                x = torch.addmm(bias, x, w_t)  # what F.linear runs for a 2-D input with a bias
+            for i, layer in enumerate(layers):
+                x = torch.addmm(layer.bias, x, layer.w_t)  # what F.linear runs for a 2-D input with a bias
                 if i < last:
                     x = torch.tanh(x)
                     inputs.append(x)
@@ -339,13 +348,19 @@ class Critic(nn.Module):
             # negates: fl(1/m · 2·diff) negated is fl(1/m · (−2·diff)), as scaling by −2 is exact.
             delta = torch.mul(diff, -2.0).mul_(self._inverse_count(diff)).unsqueeze(-1)
             for i in range(last, -1, -1):
-                weight, bias, w_t = layers[i]
-                a = inputs[i]
+                layer = layers[i]
+                weight, bias, a = layer.weight, layer.bias, inputs[i]
                 # autograd's mm backward for mat2 = Wᵀ (column-major): (δᵀ a)ᵀ, which .t() turns back into δᵀ a
-                _write_grad(weight, torch.mm, delta.t(), a)
-                _write_grad(bias, _sum_rows, delta)  # the engine's sum_to
+                if layer.w_grad is not None and weight.grad is layer.w_grad:
+                    torch.mm(delta.t(), a, out=layer.w_out)
+                else:
+                    _write_grad(weight, torch.mm, delta.t(), a)
+                if layer.b_grad is not None and bias.grad is layer.b_grad:  # the engine's sum_to
+                    torch.sum(delta, [0], keepdim=True, out=layer.b_out)
+                else:
+                    _write_grad(bias, _sum_rows, delta)
                 if i > 0:
-                    delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, weight, w_t, a), a)
+                    delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, weight, layer.w_t, a), a)
         return loss
 
     def _inverse_count(self, diff: Tensor) -> Tensor:
@@ -400,11 +415,31 @@ def _sum_rows(delta: Tensor, out: Tensor | None = None) -> Tensor:
     return torch.sum(delta, [0], keepdim=True, out=out)
 
 
-def _write_grad(param: Tensor, kernel: Callable[..., Tensor], *args: Tensor) -> None:
-    """``param.grad = kernel(*args)``, into the existing ``.grad`` (``out=``) when its layout allows."""
+class _PlannedLayer(NamedTuple):
+    """One linear layer of a :meth:`Critic.backward_plan`: its tensors and the gradients written in place."""
+
+    weight: Tensor
+    bias: Tensor
+    w_t: Tensor
+    w_grad: Tensor | None
+    w_out: Tensor | None
+    b_grad: Tensor | None
+    b_out: Tensor | None
+
+
+def _writable_grad(param: Tensor) -> Tensor | None:
+    """``param.grad`` if a kernel can overwrite it in place (its parameter's shape, dtype and strides), else ``None``."""
     grad = param.grad
     if grad is not None and grad.dtype == param.dtype and grad.shape == param.shape and grad.stride() == param.stride():
-        kernel(*args, out=grad.view(-1, param.shape[-1]) if param.dim() == 1 else grad)
+        return grad
+    return None
+
+
+def _write_grad(param: Tensor, kernel: Callable[..., Tensor], *args: Tensor) -> None:
+    """``param.grad = kernel(*args)``, into the existing ``.grad`` (``out=``) when its layout allows."""
+    grad = _writable_grad(param)
+    if grad is not None:
+        kernel(*args, out=grad.view(1, -1) if param.dim() == 1 else grad)
     else:
         param.grad = kernel(*args).view(param.shape)
 
