@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
@@ -77,20 +78,25 @@ class CriticUpdate:
         # natpg's own critic: the written-out backward pass, checked once for all the mini-batches below
         own = critic if isinstance(critic, Critic) else None
         plan = own.backward_plan(obs, returns) if own is not None else None
-        for _ in range(self.epochs):
-            order = torch.randperm(n, device=returns.device) if m < n else None  # the full-batch reading draws none
-            if plan is not None and order is not None:  # rows in permuted order once a pass: mini-batches are views
-                obs_pass, returns_pass, order = obs[order], returns[order], None
-            else:
-                obs_pass, returns_pass = obs, returns
-            for start in range(0, n, m):
-                idx = order[start:start + m] if order is not None else slice(start, start + m)
-                loss = (own.value_loss_backward_planned(plan, obs_pass[idx], returns_pass[idx])
-                        if own is not None and plan is not None else critic.value_loss_backward(obs_pass[idx], returns_pass[idx]))
-                loss_value = float(loss)
-                why = flat.flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
-                if why:
-                    skipped, reason = skipped + 1, f"critic: {why}"
+        planned = own if plan is not None else None
+        # the written-out pass needs no autograd: one no_grad around all the steps instead of one per call
+        with torch.no_grad() if planned is not None else contextlib.nullcontext():
+            for _ in range(self.epochs):
+                order = torch.randperm(n, device=returns.device) if m < n else None  # the full-batch reading draws none
+                if planned is not None and order is not None:  # rows in permuted order once a pass: mini-batches are views
+                    obs_pass, returns_pass, order = obs[order], returns[order], None
+                else:
+                    obs_pass, returns_pass = obs, returns
+                for start in range(0, n, m):
+                    idx = order[start:start + m] if order is not None else slice(start, start + m)
+                    if planned is not None and plan is not None:
+                        loss_value = float(planned.written_out_backward(plan, obs_pass[idx], returns_pass[idx]))
+                        why = flat._flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
+                    else:
+                        loss_value = float(critic.value_loss_backward(obs_pass[idx], returns_pass[idx]))
+                        why = flat.flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
+                    if why:
+                        skipped, reason = skipped + 1, f"critic: {why}"
         return CriticInfo(loss_value, skipped, reason)
 
     def state_dict(self) -> dict:
@@ -162,13 +168,16 @@ class FlatAdam(torch.optim.Adam):
             self._flat = False  # a state only torch's per-tensor loop can carry on (e.g. a parameter left without grad)
             return
         sizes = [p.numel() for p in params]
-        buffer = torch.empty(sum(sizes), dtype=params[0].dtype)
-        moments = torch.zeros(2, sum(sizes), dtype=params[0].dtype)
+        d = sum(sizes)
+        # one buffer for θ and both moments, a row each, every row starting on a multiple of ALIGN entries:
+        # the guard's snapshot is one copy of it and its finiteness test one dot product
+        rows = torch.zeros(3, -(-d // self.ALIGN) * self.ALIGN, dtype=params[0].dtype)
+        buffer, exp_avg, exp_avg_sq = rows[0, :d], rows[1, :d], rows[2, :d]
 
         def views(flat: torch.Tensor) -> list[torch.Tensor]:
             return [v.view(p.shape) for v, p in zip(flat.split(sizes), params)]
 
-        self._views, self._m_views, self._v_views = views(buffer), views(moments[0]), views(moments[1])
+        self._views, self._m_views, self._v_views = views(buffer), views(exp_avg), views(exp_avg_sq)
         self._steps = torch.zeros(len(params), dtype=torch.float32)
         self._count = 0  # the step count as a Python int, what the bias corrections read
         with torch.no_grad():
@@ -182,18 +191,16 @@ class FlatAdam(torch.optim.Adam):
                 self._count = int(self._steps[0].item())
                 for s, step_t, m, v in zip(states, self._steps, self._m_views, self._v_views):
                     s["step"], s["exp_avg"], s["exp_avg_sq"] = step_t, m, v
-        self._buffer, self._moments = buffer, moments
-        self._exp_avg, self._exp_avg_sq = moments[0], moments[1]
-        self._moments_flat = moments.view(-1)
+        self._buffer, self._exp_avg, self._exp_avg_sq = buffer, exp_avg, exp_avg_sq
+        self._rows = rows.view(-1)
         self._grad = torch.zeros_like(buffer)
         self._grad_views = views(self._grad)
         for p, g in zip(params, self._grad_views):  # a backward pass that writes in place lands in the buffer
             if p.grad is not None:
                 g.copy_(p.grad)
             p.grad = g
-        self._snapshot = torch.empty_like(buffer)
-        self._moments_snapshot = torch.empty_like(moments)
-        self._zeros = torch.zeros(moments.numel(), dtype=buffer.dtype)
+        self._snapshot = torch.empty_like(self._rows)
+        self._zeros = torch.zeros_like(self._rows)
         self._ptrs = [p.data_ptr() for p in params]
         self._flat = True
 
@@ -279,6 +286,10 @@ class FlatAdam(torch.optim.Adam):
     @torch.no_grad()
     def flat_guarded_step(self, loss: float | torch.Tensor | None = None) -> str:
         """:meth:`guarded_step` once :meth:`ready` has said yes (and nothing has moved a parameter since)."""
+        return self._flat_guarded_step(loss)
+
+    def _flat_guarded_step(self, loss: float | torch.Tensor | None) -> str:
+        """:meth:`flat_guarded_step` without its ``no_grad`` (for a caller already inside one)."""
         if loss is not None and not math.isfinite(float(loss)):
             return "non-finite loss"
         if not self._gather_grads():
@@ -288,13 +299,11 @@ class FlatAdam(torch.optim.Adam):
         if not self._finite(self._grad):
             return "non-finite gradient"
         first = not self.state.get(self._params[0])
-        self._snapshot.copy_(self._buffer)
-        self._moments_snapshot.copy_(self._moments)
+        self._snapshot.copy_(self._rows)
         self._step_kernels(self._grad)
-        if self._finite(self._buffer) and self._finite(self._moments_flat):
+        if self._finite(self._rows):
             return ""
-        self._buffer.copy_(self._snapshot)
-        self._moments.copy_(self._moments_snapshot)
+        self._rows.copy_(self._snapshot)
         if first:
             for p in self._params:
                 self.state.pop(p, None)

@@ -334,33 +334,37 @@ class Critic(nn.Module):
             loss.backward()
             return loss.detach()
         with torch.no_grad():
-            inputs = [obs]  # the input of each linear layer (the saved tensors of autograd's AddmmBackward)
-            x = obs
-            last = len(layers) - 1
-            for i, layer in enumerate(layers):
-                x = torch.addmm(layer.bias, x, layer.w_t)  # what F.linear runs for a 2-D input with a bias
-                if i < last:
-                    x = torch.tanh(x)
-                    inputs.append(x)
-            diff = returns - x.squeeze(-1)
-            loss = diff.pow(2).mean()
-            # MeanBackward0 gives 1/m (a float division), PowBackward0 multiplies by 2·diff and SubBackward0
-            # negates: fl(1/m · 2·diff) negated is fl(1/m · (−2·diff)), as scaling by −2 is exact.
-            delta = torch.mul(diff, -2.0).mul_(self._inverse_count(diff)).unsqueeze(-1)
-            for i in range(last, -1, -1):
-                layer = layers[i]
-                weight, bias, a = layer.weight, layer.bias, inputs[i]
-                # autograd's mm backward for mat2 = Wᵀ (column-major): (δᵀ a)ᵀ, which .t() turns back into δᵀ a
-                if layer.w_grad is not None and weight.grad is layer.w_grad:
-                    torch.mm(delta.t(), a, out=layer.w_out)
-                else:
-                    _write_grad(weight, torch.mm, delta.t(), a)
-                if layer.b_grad is not None and bias.grad is layer.b_grad:  # the engine's sum_to
-                    torch.sum(delta, [0], keepdim=True, out=layer.b_out)
-                else:
-                    _write_grad(bias, _sum_rows, delta)
-                if i > 0:
-                    delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, weight, layer.w_t, a), a)
+            return self.written_out_backward(layers, obs, returns)
+
+    def written_out_backward(self, layers: list[_PlannedLayer], obs: Tensor, returns: Tensor) -> Tensor:
+        """The written-out pass of :meth:`value_loss_backward_planned`; the caller holds ``torch.no_grad()``."""
+        inputs = [obs]  # the input of each linear layer (the saved tensors of autograd's AddmmBackward)
+        x = obs
+        last = len(layers) - 1
+        for i, layer in enumerate(layers):
+            x = torch.addmm(layer.bias, x, layer.w_t)  # what F.linear runs for a 2-D input with a bias
+            if i < last:
+                x = torch.tanh(x)
+                inputs.append(x)
+        diff = returns - x.squeeze(-1)
+        loss = diff.pow(2).mean()
+        # MeanBackward0 gives 1/m (a float division), PowBackward0 multiplies by 2·diff and SubBackward0
+        # negates: fl(1/m · 2·diff) negated is fl(1/m · (−2·diff)), as scaling by −2 is exact.
+        delta = torch.mul(diff, -2.0).mul_(self._inverse_count(diff)).unsqueeze(-1)
+        for i in range(last, -1, -1):
+            layer = layers[i]
+            weight, bias, a = layer.weight, layer.bias, inputs[i]
+            # autograd's mm backward for mat2 = Wᵀ (column-major): (δᵀ a)ᵀ, which .t() turns back into δᵀ a
+            if layer.w_grad is not None and weight.grad is layer.w_grad:
+                torch.mm(delta.t(), a, out=layer.w_out)
+            else:
+                _write_grad(weight, torch.mm, delta.t(), a)
+            if layer.b_grad is not None and bias.grad is layer.b_grad:  # the engine's sum_to
+                torch.sum(delta, [0], keepdim=True, out=layer.b_out)
+            else:
+                _write_grad(bias, _sum_rows, delta)
+            if i > 0:
+                delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, weight, layer.w_t, a), a)
         return loss
 
     def _inverse_count(self, diff: Tensor) -> Tensor:
