@@ -1,7 +1,7 @@
 """What the adopted reading of the unstated details costs: `natpg train` steps/s under both preset sets.
 
 Usage:
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/preset_cost.py [--steps 20000] [--repeats 3] [--force]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/preset_cost.py [--steps 20000] [--repeats 3] [--envs ENV ...] [--force]
 
 For each env (CartPole-v1, HalfCheetah-v5) and algorithm (smac, ac-sgd, ac-adam, ac-cg) it trains
 ``--steps`` steps with the ``paper`` preset set and with ``paper-inferred``, interleaved, ``--repeats``
@@ -37,11 +37,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--envs", nargs="+", default=list(ENVS), help="env ids (default: CartPole-v1 HalfCheetah-v5)")
     parser.add_argument("--force", action="store_true", help="remeasure records already in the JSON file")
     args = parser.parse_args()
     set_one_thread()
     results = ResultFile("preset_cost", force=args.force)
-    for env in ENVS:
+    for env in args.envs:
         for algo in ALGOS:
             if results.has(env=env, algo=algo, steps=args.steps):
                 continue

@@ -79,6 +79,9 @@ class CriticUpdate:
         own = critic if isinstance(critic, Critic) else None
         plan = own.backward_plan(obs, returns) if own is not None else None
         planned = own if plan is not None else None
+        # the written-out pass overwrites the .grad tensors it planned for: if they are FlatAdam's, none is gathered
+        gathered = flat is not None and plan is not None and flat.holds_grads(
+            [t for layer in plan for t in (layer.w_grad, layer.b_grad)])
         # the written-out pass needs no autograd: one no_grad around all the steps instead of one per call
         with torch.no_grad() if planned is not None else contextlib.nullcontext():
             for _ in range(self.epochs):
@@ -87,14 +90,18 @@ class CriticUpdate:
                     obs_pass, returns_pass, order = obs[order], returns[order], None
                 else:
                     obs_pass, returns_pass = obs, returns
+                if planned is not None and plan is not None:  # views of the permuted copy, made in two calls
+                    for o, r in zip(obs_pass.split(m), returns_pass.split(m)):
+                        loss_value = float(planned.written_out_backward(plan, o, r))
+                        why = (flat._flat_guarded_step(loss_value, gathered) if flat is not None
+                               else guarded_step(opt, loss_value))
+                        if why:
+                            skipped, reason = skipped + 1, f"critic: {why}"
+                    continue
                 for start in range(0, n, m):
                     idx = order[start:start + m] if order is not None else slice(start, start + m)
-                    if planned is not None and plan is not None:
-                        loss_value = float(planned.written_out_backward(plan, obs_pass[idx], returns_pass[idx]))
-                        why = flat._flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
-                    else:
-                        loss_value = float(critic.value_loss_backward(obs_pass[idx], returns_pass[idx]))
-                        why = flat.flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
+                    loss_value = float(critic.value_loss_backward(obs_pass[idx], returns_pass[idx]))
+                    why = flat.flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
                     if why:
                         skipped, reason = skipped + 1, f"critic: {why}"
         return CriticInfo(loss_value, skipped, reason)
@@ -288,11 +295,19 @@ class FlatAdam(torch.optim.Adam):
         """:meth:`guarded_step` once :meth:`ready` has said yes (and nothing has moved a parameter since)."""
         return self._flat_guarded_step(loss)
 
-    def _flat_guarded_step(self, loss: float | torch.Tensor | None) -> str:
-        """:meth:`flat_guarded_step` without its ``no_grad`` (for a caller already inside one)."""
+    def holds_grads(self, grads: list[torch.Tensor | None]) -> bool:
+        """Whether ``grads`` are this optimizer's own gradient views, one per parameter and in place as ``.grad``."""
+        return (len(grads) == len(self._grad_views) and all(g is v for g, v in zip(grads, self._grad_views))
+                and all(p.grad is v for p, v in zip(self._params, self._grad_views)))
+
+    def _flat_guarded_step(self, loss: float | torch.Tensor | None, gathered: bool = False) -> str:
+        """:meth:`flat_guarded_step` without its ``no_grad`` (for a caller already inside one).
+
+        ``gathered``: the caller knows every ``.grad`` is still this optimizer's own view (:meth:`holds_grads`).
+        """
         if loss is not None and not math.isfinite(float(loss)):
             return "non-finite loss"
-        if not self._gather_grads():
+        if not gathered and not self._gather_grads():
             reason = guarded_step(self, loss, flat=False)
             self._flat = False
             return reason
