@@ -184,11 +184,11 @@ class FlatAdam(torch.optim.Adam):
         def views(flat: torch.Tensor) -> list[torch.Tensor]:
             return [v.view(p.shape) for v, p in zip(flat.split(sizes), params)]
 
-        self._views, self._m_views, self._v_views = views(buffer), views(exp_avg), views(exp_avg_sq)
+        param_views, self._m_views, self._v_views = views(buffer), views(exp_avg), views(exp_avg_sq)
         self._steps = torch.zeros(len(params), dtype=torch.float32)
         self._count = 0  # the step count as a Python int, what the bias corrections read
         with torch.no_grad():
-            for p, view in zip(params, self._views):
+            for p, view in zip(params, param_views):
                 view.copy_(p)
                 p.data = view
             if all(started):
@@ -232,20 +232,12 @@ class FlatAdam(torch.optim.Adam):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        if not self.ready():
+        if not (self.ready() and self._gather_grads()):
             super().step()
             self._flat = False  # re-bind at the next step (torch may have left the state per-tensor)
             return loss
-        self._apply()
-        return loss
-
-    def _apply(self) -> None:
-        """One Adam step on the flat buffers, with the kernels of torch's single-tensor Adam in its order."""
-        if not self._gather_grads():
-            super().step()
-            self._flat = False
-            return
         self._step_kernels(self._grad)
+        return loss
 
     def _gather_grads(self) -> bool:
         """Copy into the flat gradient buffer every ``.grad`` that is not already its view; false if one is missing."""
