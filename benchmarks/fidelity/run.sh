@@ -6,12 +6,11 @@
 # Screening budgets: CartPole-v1 and Acrobot-v1 200k steps, Pendulum-v1 500k steps.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-natpg="${NATPG:-$here/../../.venv/bin/natpg}"
+source "$here/../driver.sh"
 out="${1:?usage: run.sh OUT_ROOT [SEEDS] [WORKERS]}"
 seeds="${2:-0,1,2}"
 workers="${3:-2}"
 source "$here/readings.sh"
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 IFS=',' read -ra seed_list <<< "$seeds"
 for seed in "${seed_list[@]}"; do
   for entry in "${READINGS[@]}"; do

@@ -10,12 +10,11 @@
 # The rule that picks δ from the screen is fixed in docs/results/trust-region/plan.md before any run.
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
-natpg="${NATPG:-$here/../../.venv/bin/natpg}"
+source "$here/../driver.sh"
 stage="${1:?usage: run.sh screen|classic|mujoco OUT_ROOT [WORKERS]}"
 out="${2:?usage: run.sh screen|classic|mujoco OUT_ROOT [WORKERS]}"
 workers="${3:-2}"
 candidates=(0.001 0.003 0.01 0.03)
-export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
 bench() { "$natpg" bench --preset paper-inferred --workers "$workers" --quiet --retries 1 "$@"; }
 kl() { echo "--set step_rule=kl --set target_kl=$1"; }
 case "$stage" in
