@@ -37,6 +37,20 @@ def _random_grads(modules, gen: torch.Generator, scale: float = 1.0) -> None:
             p.grad = g.to(p.dtype)
 
 
+def _reference_update(critic, opt, obs, returns, epochs, batch_size):
+    """The critic update as it was before FlatAdam: autograd and torch's Adam under the generic guard."""
+    loss, skipped, reason = math.nan, 0, ""
+    for _ in range(epochs):
+        order = torch.randperm(len(returns))
+        for start in range(0, len(returns), batch_size):
+            idx = order[start:start + batch_size]
+            loss = float(critic.value_loss_backward(obs[idx], returns[idx]))
+            why = guarded_step(opt, loss)
+            if why:
+                skipped, reason = skipped + 1, f"critic: {why}"
+    return loss, skipped, reason
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("obs_dim", [1, 3, 17, 348])
 def test_flat_adam_gives_torch_adams_bits(obs_dim, dtype):
@@ -63,12 +77,8 @@ def test_flat_adam_follows_lr_changes_and_the_critic_update_loop():
     for it in range(3):
         ref_opt.param_groups[0]["lr"] = update.optimizer.param_groups[0]["lr"] = 1e-3 / (it + 1)
         torch.manual_seed(it)
-        for _ in range(10):  # the loop as it was before FlatAdam: torch's Adam under the generic guard
-            order = torch.randperm(1000)
-            for start in range(0, 1000, 100):
-                idx = order[start:start + 100]
-                loss = float(critics[0].value_loss_backward(obs[idx], returns[idx]))
-                assert guarded_step(ref_opt, loss) == ""
+        loss, skipped, _ = _reference_update(critics[0], ref_opt, obs, returns, epochs=10, batch_size=100)
+        assert skipped == 0
         torch.manual_seed(it)
         info = update.step(obs, returns)
         assert info.skipped == 0 and info.loss == loss
@@ -178,3 +188,39 @@ def test_finiteness_check_does_not_overflow_on_large_finite_values():
     for p in critic.parameters():
         p.grad = torch.full_like(p, 3e38)  # a sum of these overflows; x·0 does not
     assert opt._finite(torch.cat([p.grad.view(-1) for p in critic.parameters()]))
+
+
+@pytest.mark.parametrize("case", ["nan-return", "overflowing-step"])
+def test_the_fast_critic_loop_skips_and_restores_what_the_guarded_loop_does(case, monkeypatch):
+    """Steps checked only after they are taken end as the checks before a step end them: same bits, same reasons."""
+    torch.manual_seed(0)
+    obs, returns = torch.randn(1000, 17), torch.randn(1000) * 30
+    lr = 1e-3
+    if case == "nan-return":
+        returns[250] = math.nan  # the third mini-batch of the pass that holds row 250: its loss is NaN
+    else:
+        lr = 1e308  # every step overflows the parameters and is undone
+    ref, fast = Critic(17), None
+    fast = copy.deepcopy(ref)
+    ref_opt = torch.optim.Adam(ref.parameters(), lr=lr)
+    update = CriticUpdate(fast, lr=lr, epochs=3, batch_size=100)
+    fast_loops = []
+    original = CriticUpdate._planned_flat_steps
+    monkeypatch.setattr(CriticUpdate, "_planned_flat_steps",
+                        lambda self, *a: fast_loops.append(1) or original(self, *a))
+    for it in range(2):
+        torch.manual_seed(it)
+        expected = _reference_update(ref, ref_opt, obs, returns, epochs=3, batch_size=100)
+        torch.manual_seed(it)
+        info = update.step(obs, returns)
+        assert fast_loops == [1] * (it + 1)  # the fast loop is the one under test
+        assert (math.isnan(info.loss) and math.isnan(expected[0])) or info.loss == expected[0]
+        assert (info.skipped, info.skip_reason) == expected[1:]
+        assert info.skipped == (3 if case == "nan-return" else 30)
+        assert info.skip_reason == ("critic: non-finite loss" if case == "nan-return"
+                               else "critic: step made parameters or optimizer state non-finite; restored")
+    assert _bits(*ref.parameters()) == _bits(*fast.parameters())
+    if case == "nan-return":
+        assert _state_bits(ref_opt) == _state_bits(update.optimizer)
+    else:
+        assert not update.optimizer.state and not ref_opt.state  # never a kept step

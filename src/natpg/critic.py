@@ -27,6 +27,10 @@ class ValueFunction(Protocol):
         ...
 
 
+RESTORED = "step made parameters or optimizer state non-finite; restored"
+"""The reason of a critic step that was taken and undone (:func:`natpg.guards.guarded_step`'s words)."""
+
+
 class CriticInfo(NamedTuple):
     """What a critic update reports."""
 
@@ -71,40 +75,68 @@ class CriticUpdate:
         """Fit ``V(obs)`` to ``returns`` (both in the batch's order; ``obs`` indexable like a tensor's rows)."""
         n = len(returns)
         m = self.batch_size or n
-        loss_value, skipped, reason = math.nan, 0, ""
         critic, opt = self.critic, self.optimizer
         # FlatAdam checks once that the parameters still live in its buffer: nothing else runs until the update ends
         flat = opt if isinstance(opt, FlatAdam) and opt.ready() else None
         # natpg's own critic: the written-out backward pass, checked once for all the mini-batches below
         own = critic if isinstance(critic, Critic) else None
         plan = own.backward_plan(obs, returns) if own is not None else None
-        planned = own if plan is not None else None
-        # the written-out pass overwrites the .grad tensors it planned for: if they are FlatAdam's, none is gathered
-        gathered = flat is not None and plan is not None and flat.holds_grads(
-            [t for layer in plan for t in (layer.w_grad, layer.b_grad)])
+        if (own is not None and plan is not None and flat is not None
+                and flat.holds_grads([t for layer in plan for t in (layer.w_grad, layer.b_grad)])):
+            # the written-out pass overwrites FlatAdam's own gradient views: the fast loop
+            return self._planned_flat_steps(own, plan, flat, obs, returns, n, m)
+        loss_value, skipped, reason = math.nan, 0, ""
         # the written-out pass needs no autograd: one no_grad around all the steps instead of one per call
-        with torch.no_grad() if planned is not None else contextlib.nullcontext():
+        with torch.no_grad() if plan is not None else contextlib.nullcontext():
             for _ in range(self.epochs):
                 order = torch.randperm(n, device=returns.device) if m < n else None  # the full-batch reading draws none
-                if planned is not None and order is not None:  # rows in permuted order once a pass: mini-batches are views
-                    obs_pass, returns_pass, order = obs[order], returns[order], None
-                else:
-                    obs_pass, returns_pass = obs, returns
-                if planned is not None and plan is not None:  # views of the permuted copy, made in two calls
-                    for o, r in zip(obs_pass.split(m), returns_pass.split(m)):
-                        loss_value = float(planned.written_out_backward(plan, o, r))
-                        why = (flat._flat_guarded_step(loss_value, gathered) if flat is not None
-                               else guarded_step(opt, loss_value))
-                        if why:
-                            skipped, reason = skipped + 1, f"critic: {why}"
-                    continue
                 for start in range(0, n, m):
                     idx = order[start:start + m] if order is not None else slice(start, start + m)
-                    loss_value = float(critic.value_loss_backward(obs_pass[idx], returns_pass[idx]))
+                    loss_value = float(own.written_out_backward(plan, obs[idx], returns[idx]) if plan is not None
+                                       else critic.value_loss_backward(obs[idx], returns[idx]))
                     why = flat.flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
                     if why:
                         skipped, reason = skipped + 1, f"critic: {why}"
         return CriticInfo(loss_value, skipped, reason)
+
+    def _planned_flat_steps(self, critic: Critic, plan: list, opt: FlatAdam, obs: torch.Tensor,
+                            returns: torch.Tensor, n: int, m: int) -> CriticInfo:
+        """:meth:`step` for natpg's critic under FlatAdam: the same mini-batches, steps and bits, with fewer kernels.
+
+        Each pass permutes the rows once and takes its mini-batches as views. Only the update's last
+        mini-batch computes its loss (the one :class:`CriticInfo` reports) and is checked before its step
+        as :func:`natpg.guards.guarded_step` checks; every other step is checked once, after it (θ, both
+        moments: a non-finite loss or gradient makes them non-finite too), and if it is undone the reason
+        is worked out then, in the same order (loss, gradient, step). A step whose gradients are finite but
+        whose loss alone overflows (|R − V| > 1e19) is taken here and skipped there.
+        """
+        loss_value, skipped, reason = math.nan, 0, ""
+        column = returns.unsqueeze(-1)
+        with torch.no_grad():
+            for epoch in range(self.epochs):
+                if m < n:
+                    order = torch.randperm(n, device=returns.device)
+                    batches = list(zip(obs[order].split(m), column[order].split(m)))
+                else:  # the full-batch reading draws no random numbers
+                    batches = [(obs, column)]
+                last = len(batches) - 1 if epoch == self.epochs - 1 else -1
+                for k, (o, r) in enumerate(batches):
+                    if k == last:
+                        loss_value = float(critic.written_out_backward(plan, o, r.squeeze(-1)))
+                        why = opt._flat_guarded_step(loss_value, gathered=True)
+                    else:
+                        critic.written_out_gradient(plan, o, r)
+                        why = "" if opt._step_or_restore() else self._undone_because(critic, plan, opt, o, r)
+                    if why:
+                        skipped, reason = skipped + 1, f"critic: {why}"
+        return CriticInfo(loss_value, skipped, reason)
+
+    @staticmethod
+    def _undone_because(critic: Critic, plan: list, opt: FlatAdam, obs: torch.Tensor, column: torch.Tensor) -> str:
+        """Why a step checked only after it was undone: the first of guarded_step's checks it fails."""
+        if not math.isfinite(float(critic.written_out_backward(plan, obs, column.squeeze(-1)))):
+            return "non-finite loss"
+        return "non-finite gradient" if not opt._finite(opt._grad) else RESTORED
 
     def state_dict(self) -> dict:
         """Adam's state (the moments and step counts)."""
@@ -305,11 +337,15 @@ class FlatAdam(torch.optim.Adam):
             return reason
         if not self._finite(self._grad):
             return "non-finite gradient"
+        return "" if self._step_or_restore() else RESTORED
+
+    def _step_or_restore(self) -> bool:
+        """Adam's step on the gathered gradient; undone exactly (θ, moments, counts) if it leaves anything non-finite."""
         first = not self.state.get(self._params[0])
         self._snapshot.copy_(self._rows)
         self._step_kernels(self._grad)
-        if self._finite(self._rows):
-            return ""
+        if math.isfinite(float(torch.dot(self._rows, self._zeros))):  # _finite(self._rows)
+            return True
         self._rows.copy_(self._snapshot)
         if first:
             for p in self._params:
@@ -317,7 +353,7 @@ class FlatAdam(torch.optim.Adam):
         else:
             self._steps.sub_(1)
             self._count -= 1
-        return "step made parameters or optimizer state non-finite; restored"
+        return False
 
     def _finite(self, flat: torch.Tensor) -> bool:
         """Whether every entry of the 1-D ``flat`` is finite: ``x · 0`` summed by one dot product.

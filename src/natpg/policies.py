@@ -338,7 +338,35 @@ class Critic(nn.Module):
 
     def written_out_backward(self, layers: list[_PlannedLayer], obs: Tensor, returns: Tensor) -> Tensor:
         """The written-out pass of :meth:`value_loss_backward_planned`; the caller holds ``torch.no_grad()``."""
-        inputs = [obs]  # the input of each linear layer (the saved tensors of autograd's AddmmBackward)
+        inputs, x = self._written_out_forward(layers, obs)
+        diff = returns - x.squeeze(-1)
+        loss = diff.pow(2).mean()
+        # MeanBackward0 gives 1/m (a float division), PowBackward0 multiplies by 2·diff and SubBackward0
+        # negates: fl(1/m · 2·diff) negated is fl(1/m · (−2·diff)), as scaling by −2 is exact.
+        delta = torch.mul(diff, -2.0).mul_(self._inverse_count(diff)).unsqueeze(-1)
+        self._written_out_backprop(layers, inputs, delta)
+        return loss
+
+    def written_out_gradient(self, layers: list[_PlannedLayer], obs: Tensor, returns: Tensor) -> None:
+        """:meth:`written_out_backward`'s gradients without its loss, for ``returns`` as an ``(m, 1)`` column.
+
+        For a caller that knows every planned ``.grad`` is still in place (they are written without a check).
+
+        ``δ = (R − V) · (−2 · fl(1/m))`` in one product: as −2·(R − V) is exact, it rounds like the two
+        products of :meth:`written_out_backward` (unless −2·(R − V) overflows, where that pass gives ±inf),
+        so the gradients are the same bits.
+        """
+        inputs, x = self._written_out_forward(layers, obs)
+        key = (x.shape[0], x.dtype)
+        scales = self.__dict__.setdefault("_minus_two_over_counts", {})
+        if key not in scales:
+            scales[key] = float(torch.ones((), dtype=x.dtype) / x.shape[0]) * -2.0
+        self._written_out_backprop(layers, inputs, torch.mul(returns - x, scales[key]), in_place=True)
+
+    @staticmethod
+    def _written_out_forward(layers: list[_PlannedLayer], obs: Tensor) -> tuple[list[Tensor], Tensor]:
+        """The input of each linear layer (autograd's saved tensors of AddmmBackward) and the value column."""
+        inputs = [obs]
         x = obs
         last = len(layers) - 1
         for i, layer in enumerate(layers):
@@ -346,26 +374,29 @@ class Critic(nn.Module):
             if i < last:
                 x = torch.tanh(x)
                 inputs.append(x)
-        diff = returns - x.squeeze(-1)
-        loss = diff.pow(2).mean()
-        # MeanBackward0 gives 1/m (a float division), PowBackward0 multiplies by 2·diff and SubBackward0
-        # negates: fl(1/m · 2·diff) negated is fl(1/m · (−2·diff)), as scaling by −2 is exact.
-        delta = torch.mul(diff, -2.0).mul_(self._inverse_count(diff)).unsqueeze(-1)
-        for i in range(last, -1, -1):
+        return inputs, x
+
+    @staticmethod
+    def _written_out_backprop(layers: list[_PlannedLayer], inputs: list[Tensor], delta: Tensor,
+                              in_place: bool = False) -> None:
+        """Autograd's backward pass from ``δ = ∂loss/∂V`` (a column), into the planned ``.grad`` tensors.
+
+        ``in_place``: the caller knows every planned ``.grad`` is still in place (none is looked up).
+        """
+        for i in range(len(layers) - 1, -1, -1):
             layer = layers[i]
-            weight, bias, a = layer.weight, layer.bias, inputs[i]
+            weight, a = layer.weight, inputs[i]
             # autograd's mm backward for mat2 = Wᵀ (column-major): (δᵀ a)ᵀ, which .t() turns back into δᵀ a
-            if layer.w_grad is not None and weight.grad is layer.w_grad:
+            if in_place or (layer.w_grad is not None and weight.grad is layer.w_grad):
                 torch.mm(delta.t(), a, out=layer.w_out)
             else:
                 _write_grad(weight, torch.mm, delta.t(), a)
-            if layer.b_grad is not None and bias.grad is layer.b_grad:  # the engine's sum_to
+            if in_place or (layer.b_grad is not None and layer.bias.grad is layer.b_grad):  # the engine's sum_to
                 torch.sum(delta, [0], keepdim=True, out=layer.b_out)
             else:
-                _write_grad(bias, _sum_rows, delta)
+                _write_grad(layer.bias, _sum_rows, delta)
             if i > 0:
                 delta = torch.ops.aten.tanh_backward(_mm_mat1_backward(delta, weight, layer.w_t, a), a)
-        return loss
 
     def _inverse_count(self, diff: Tensor) -> Tensor:
         """MeanBackward0's ``grad.expand(m) / m`` for ``grad = 1``: the same tensor every call, so kept."""
