@@ -48,8 +48,10 @@ class CriticUpdate:
     The mini-batches of a pass are drawn by a fresh random permutation (one full-batch step a pass
     when ``batch_size`` is ``None``).
 
-    Each step goes through :func:`natpg.guards.guarded_step`: the critic and its Adam state never
-    hold a non-finite value (a step that would write one is skipped or undone).
+    Each step is guarded as :func:`natpg.guards.guarded_step` guards it: the critic and its Adam state
+    never hold a non-finite value (a step that would write one is skipped or undone, with the same
+    reasons; natpg's own critic under :class:`FlatAdam` checks most steps after taking them, see
+    :meth:`_planned_flat_steps`).
 
     Args:
         critic: the value network ``V``.
