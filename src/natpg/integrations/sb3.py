@@ -184,7 +184,8 @@ class SMAC(OnPolicyAlgorithm):
             4× the ``paper-inferred`` preset's CartPole η: that preset's per-task η are set for
             budgets of 0.5–5 M steps, this one was chosen on CartPole-v1 at 50 k steps
             (``benchmarks/sb3_vs_a2c.py``; Pendulum-v1 is not learned at 100 k steps by any η
-            tried there, nor by SB3's A2C with its defaults).
+            tried there, nor by SB3's A2C with its defaults, nor by any setting of
+            ``benchmarks/pendulum_search.py``).
         damping: λ > 0 of the rank-1 empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``.
         critic_lr: α, the learning rate of the critic's optimizer (a number or an SB3 schedule);
             SB3 logs it as ``train/learning_rate``. It does not touch the actor.
