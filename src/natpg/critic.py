@@ -94,7 +94,8 @@ class CriticUpdate:
                 order = torch.randperm(n, device=returns.device) if m < n else None  # the full-batch reading draws none
                 for start in range(0, n, m):
                     idx = order[start:start + m] if order is not None else slice(start, start + m)
-                    loss_value = float(own.written_out_backward(plan, obs[idx], returns[idx]) if plan is not None
+                    loss_value = float(own.written_out_backward(plan, obs[idx], returns[idx])
+                                       if own is not None and plan is not None
                                        else critic.value_loss_backward(obs[idx], returns[idx]))
                     why = flat.flat_guarded_step(loss_value) if flat is not None else guarded_step(opt, loss_value)
                     if why:
