@@ -219,6 +219,21 @@ def test_two_runs_of_one_env_algorithm_and_seed_with_other_settings_are_refused_
     assert str(first) in lines[0] and not (root / "report").exists()
 
 
+def test_runs_of_two_preset_sets_are_reported_as_two_groups_named_by_their_set(tmp_path):
+    root = tmp_path / "grid"
+    _write_run(root / "paper", "EnvA-v0", "smac", 0, [(50, 1.0), (100, 2.0)])
+    inferred = _write_run(root / "inferred", "EnvA-v0", "smac", 0, [(50, 1.0), (100, 7.0)])
+    config = json.loads((inferred / "config.json").read_text())
+    (inferred / "config.json").write_text(json.dumps({**config, "preset": "paper-inferred", "critic_epochs": 10,
+                                                      "critic_batch_size": 100}))
+    result = runner.invoke(app, ["report", str(root), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    table = pd.read_csv(tmp_path / "r" / "runs.csv").set_index("label")
+    # two bins each, smoothed with α = 0.1: the last bin's mean weighted 0.1, the first's 0.9
+    assert table.loc["smac@paper", "final_score"] == pytest.approx(2.0 * 0.1 + 1.0 * 0.9)
+    assert table.loc["smac@paper-inferred", "final_score"] == pytest.approx(7.0 * 0.1 + 1.0 * 0.9)
+
+
 def test_curves_name_the_runs_they_leave_out_and_the_episode_cap(tmp_path, monkeypatch):
     import natpg.experiments.plots as plots
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 
 from natpg.config import ConfigError
-from natpg.experiments.store import RunRecord, check_unique, find_runs, path_safe, read_json
+from natpg.experiments.store import RunRecord, check_unique, find_runs, label_preset_sets, path_safe, read_json
 from natpg.runfolder import check_out_path
 from natpg.runlog import SYSTEM_FILE
 
@@ -392,7 +392,7 @@ def write_report(root: str | Path, out: str | Path | None = None, thresholds: Ma
             setting their label does not name.
     """
     root = Path(root)
-    runs = find_runs(root)
+    runs = label_preset_sets(find_runs(root))
     check_unique(runs)
     out = Path(out) if out is not None else root / "report"
     check_out_path(out)

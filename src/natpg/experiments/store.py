@@ -18,6 +18,7 @@ with ``natpg train --resume --steps N`` is unfinished until it reaches N.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import traceback
 from dataclasses import dataclass
@@ -238,6 +239,22 @@ def find_runs(root: Path) -> list[RunRecord]:
     if not runs:
         raise ConfigError(f"no natpg run folder (a folder with {CONFIG_FILE}) under {str(root)!r}")
     return sorted(runs, key=lambda r: (r.env_id, r.label, r.seed, str(r.path)))
+
+
+def label_preset_sets(runs: list[RunRecord]) -> list[RunRecord]:
+    """``runs`` with each label followed by its preset set (``smac@paper``) when they come from more than one.
+
+    A folder that holds, say, SMAC under ``paper`` and under ``paper-inferred`` is then reported as two
+    groups; a folder of one preset set keeps its labels as they are.
+
+    Example:
+        >>> [r.label for r in label_preset_sets(runs)]  # doctest: +SKIP
+        ['smac@paper', 'smac@paper-inferred']
+    """
+    presets = {str(r.config.get("preset") or "paper") for r in runs}
+    if len(presets) < 2:
+        return runs
+    return [dataclasses.replace(r, label=f"{r.label}@{r.config.get('preset') or 'paper'}") for r in runs]
 
 
 def check_unique(runs: list[RunRecord]) -> None:
