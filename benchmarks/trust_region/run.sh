@@ -11,9 +11,8 @@
 set -uo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../driver.sh"
-stage="${1:?usage: run.sh screen|classic|mujoco OUT_ROOT [WORKERS]}"
-out="${2:?usage: run.sh screen|classic|mujoco OUT_ROOT [WORKERS]}"
-workers="${3:-2}"
+[ $# -ge 2 ] || { echo "usage: run.sh screen|classic|mujoco OUT_ROOT [WORKERS]" >&2; exit 2; }
+stage="$1" out="$2" workers="${3:-2}"
 candidates=(0.001 0.003 0.01 0.03)
 bench() { "$natpg" bench --preset paper-inferred --workers "$workers" --quiet --retries 1 "$@"; }
 kl() { echo "--set step_rule=kl --set target_kl=$1"; }
