@@ -140,3 +140,26 @@ def test_update_rules_never_write_non_finite_parameters(make, fault):
         assert info.skipped >= 1
     else:
         assert info.skipped >= 1 and info.skip_reason
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_flat_copy_finiteness_is_exact_per_dtype_and_does_not_overflow(dtype):
+    from natpg.guards import _FlatCopy
+
+    big = torch.finfo(dtype).max
+    tensors = [torch.full((70,), big, dtype=dtype), torch.full((3, 5), -big, dtype=dtype),
+               torch.arange(4)]  # integer tensors are copied but not tested
+    copy = _FlatCopy()
+    copy.copy_from(tensors)
+    assert copy.finite()  # a sum of these overflows; x·0 does not
+    for bad in (math.inf, -math.inf, math.nan):
+        for position in (0, 69):
+            tensors[0][position] = bad
+            copy.copy_from(tensors)
+            assert not copy.finite()
+            tensors[0][position] = big
+    copy.copy_from(tensors)
+    assert copy.finite()
+    tensors[0].zero_()
+    copy.copy_back()  # the test leaves the copy whole: copy_back still writes back what was copied in
+    assert torch.equal(tensors[0], torch.full((70,), big, dtype=dtype))

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
 import torch
 
-from natpg.guards import guarded_step
+from natpg.guards import finite_by_dot, guarded_step
 from natpg.policies import Critic
 
 
@@ -347,7 +347,7 @@ class FlatAdam(torch.optim.Adam):
         first = not self.state.get(self._params[0])
         self._snapshot.copy_(self._rows)
         self._step_kernels(self._grad)
-        if math.isfinite(float(torch.dot(self._rows, self._zeros))):  # _finite(self._rows)
+        if finite_by_dot(self._rows, self._zeros):
             return True
         self._rows.copy_(self._snapshot)
         if first:
@@ -359,11 +359,5 @@ class FlatAdam(torch.optim.Adam):
         return False
 
     def _finite(self, flat: torch.Tensor) -> bool:
-        """Whether every entry of the 1-D ``flat`` is finite: ``x · 0`` summed by one dot product.
-
-        The dot product is ``±0`` when every entry is finite and NaN as soon as one is ``±inf`` or NaN
-        (IEEE: ``inf · 0 = NaN``, and NaN survives every sum), and, unlike ``sum(x)``, it cannot
-        overflow on large finite values; it is one kernel where ``isfinite(x).all()`` is two.
-        """
-        zeros = self._zeros[: flat.numel()]
-        return math.isfinite(float(torch.dot(flat, zeros)))
+        """Whether every entry of the 1-D ``flat`` (θ, a moment, the gradient, or all rows) is finite (one dot product)."""
+        return finite_by_dot(flat, self._zeros[: flat.numel()])
