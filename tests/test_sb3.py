@@ -170,6 +170,9 @@ def test_sb3s_own_defaults_for_gsde_are_accepted_and_unknown_arguments_are_named
     (dict(critic_lr=-1.0), "critic_lr=-1.0 must be a finite number > 0"),
     (dict(ent_coef=-0.1), "ent_coef=-0.1 must be a finite number >= 0"),
     (dict(max_grad_norm=0), "max_grad_norm=0 must be a finite number > 0 or None"),
+    (dict(target_kl=0.0), "target_kl=0.0 must be a finite number > 0 or None"),
+    (dict(target_kl=math.nan), "target_kl=nan must be a finite number > 0 or None"),
+    (dict(target_kl=True), "target_kl=True must be a finite number > 0 or None"),
     (dict(n_steps=0), "n_steps=0 must be an integer >= 1"),
     (dict(critic_epochs=1.5), "critic_epochs=1.5 must be an integer >= 1"),
     (dict(critic_batch_size=0), "critic_batch_size=0 must be an integer >= 1 or None"),
@@ -205,6 +208,31 @@ def test_schedules_for_both_step_sizes_are_followed_and_logged():
     np.testing.assert_allclose(records.values["train/learning_rate"], [1e-3 * p for p in (2 / 3, 1 / 3)])
     assert model.actor_update.lr == pytest.approx(5e-3) and model.policy.optimizer.param_groups[0]["lr"] == 0
     assert records.values["train/update_norm"][0] > 0
+
+
+@pytest.mark.parametrize("env_id,delta", [("CartPole-v1", 1e-3), ("Pendulum-v1", 1e-4)])
+def test_target_kl_scales_each_actor_step_to_that_kl_and_logs_the_step_taken(env_id, delta):
+    from torch.distributions import kl_divergence
+
+    model = SMAC("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=200, target_kl=delta, seed=0)
+    records = _Records()
+    model.set_logger(Logger(folder=None, output_formats=[records]))
+    kls, original = [], model.train
+
+    def train() -> None:  # the measured KL(π_old ‖ π_new) over the rollout the step was computed on
+        obs = torch.as_tensor(model.rollout_buffer.observations).reshape(200, -1)
+        with torch.no_grad():
+            before = action_distribution(model.policy, obs)
+        original()
+        with torch.no_grad():
+            kls.append(float(kl_divergence(before, action_distribution(model.policy, obs)).mean()))
+
+    model.train = train  # type: ignore[method-assign]
+    model.learn(800)
+    assert len(kls) == 4
+    np.testing.assert_allclose(kls, delta, rtol=0.05)  # ½ sᵀFs = δ; the KL is that to second order (within 2% here)
+    steps = records.values["train/actor_lr"]
+    assert len(steps) == 3 and all(s > 0 for s in steps) and not np.allclose(steps, model.actor_lr)
 
 
 def test_a_schedule_that_gives_a_bad_step_size_stops_training_in_one_line():
