@@ -248,8 +248,12 @@ def label_preset_sets(runs: list[RunRecord]) -> list[RunRecord]:
     groups; a folder of one preset set keeps its labels as they are.
 
     Example:
-        >>> [r.label for r in label_preset_sets(runs)]  # doctest: +SKIP
+        >>> def run(preset):
+        ...     return RunRecord(Path("r"), "CartPole-v1", "smac", "smac", 0, 100, {"preset": preset}, None, None)
+        >>> [r.label for r in label_preset_sets([run("paper"), run("paper-inferred")])]
         ['smac@paper', 'smac@paper-inferred']
+        >>> [r.label for r in label_preset_sets([run("paper-inferred")])]
+        ['smac']
     """
     presets = {str(r.config.get("preset") or "paper") for r in runs}
     if len(presets) < 2:
