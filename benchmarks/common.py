@@ -97,3 +97,42 @@ def set_one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
+
+
+def train_throughput(env: str, algo: str, steps: int, preset: str = "paper",
+                     settings: dict[str, Any] | None = None) -> tuple[float, float]:
+    """Steps per wall second (natpg's own timing of the training loop) and per CPU second of one ``natpg.train``."""
+    from natpg import make_config, train
+
+    cpu = time.process_time()
+    result = train(make_config(env, algo, 0, {"total_steps": steps, **(settings or {})}, preset=preset))
+    return result.steps_per_second, steps / (time.process_time() - cpu)
+
+
+def interleaved_throughput(runs: dict[str, Callable[[], tuple[float, float]]],
+                           repeats: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """``repeats`` rounds of every run in ``runs`` (name → a call of :func:`train_throughput`), one after another.
+
+    Interleaving makes a change in the machine's load hit every run alike. Returns the wall and the CPU
+    steps/s samples by name.
+    """
+    wall: dict[str, list[float]] = {name: [] for name in runs}
+    cpu: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            w, c = run()
+            wall[name].append(w)
+            cpu[name].append(c)
+    return wall, cpu
+
+
+def provenance(environment: dict[str, Any], command: str | None = None, commits: list[str] | None = None) -> str:
+    """The Markdown line under a results table: the command, the commit(s), the machine and the library versions."""
+    versions = environment.get("versions", {})
+    made = f"Command: `{command or environment.get('command')}`."
+    if commits:
+        made += f" Commit(s): {', '.join(commits)}."
+    return (f"{made} Machine: {environment.get('cpu')} ({environment.get('cpu_count')} cores, load average at start "
+            f"{environment.get('load_average_at_start')}), one torch thread; Python {environment.get('python')}, "
+            f"torch {versions.get('torch')}, Gymnasium {versions.get('gymnasium')}, MuJoCo {versions.get('mujoco')}, "
+            f"SB3 {versions.get('stable-baselines3')}; started {environment.get('started')}.")

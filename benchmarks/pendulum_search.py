@@ -19,7 +19,7 @@ import argparse
 import statistics
 
 import numpy as np
-from common import RESULTS, ResultFile, set_one_thread
+from common import RESULTS, ResultFile, provenance, set_one_thread
 
 ENV = "Pendulum-v1"
 KL = {"step_rule": "kl"}
@@ -98,16 +98,12 @@ def table(records: list[dict], environment: dict) -> str:
     for (how, budget, settings), scores in groups.items():
         rows.append(f"| {how} | {budget:,} | {settings} | {len(scores)} | {statistics.fmean(scores):.1f} ± "
                     f"{statistics.pstdev(scores):.1f} | {max(scores):.1f} |")
-    versions = environment.get("versions", {})
     return "\n".join([
         "# SMAC on Pendulum-v1 (200-step episodes): settings against budget", "",
         "Trainer rows: `natpg.train` under `paper-inferred` plus the settings, mean return of the last 10 training "
         "episodes. SB3 rows: natpg's SB3 class in `VecNormalize(norm_obs=False)`, 10 deterministic evaluation "
         "episodes. Random: uniform actions, 10 episodes. A policy that swings up and holds scores about −150 to −200.",
-        "", *rows, "",
-        f"Command: `{environment.get('command')}`. Machine: {environment.get('cpu')} ({environment.get('cpu_count')} "
-        f"cores), one torch thread; torch {versions.get('torch')}, Gymnasium {versions.get('gymnasium')}, SB3 "
-        f"{versions.get('stable-baselines3')}; started {environment.get('started')}.", ""])
+        "", *rows, "", provenance(environment), ""])
 
 
 def main() -> None:

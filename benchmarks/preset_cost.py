@@ -14,23 +14,14 @@ steps/s of each and their ratio in ``benchmarks/results/preset_cost.json``: step
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
-import time
 
-from common import ResultFile, set_one_thread
+from common import ResultFile, interleaved_throughput, set_one_thread, train_throughput
 
 ENVS = ("CartPole-v1", "HalfCheetah-v5")
 ALGOS = ("smac", "ac-sgd", "ac-adam", "ac-cg")
 PRESETS = ("paper", "paper-inferred")
-
-
-def steps_per_second(env: str, algo: str, preset: str, steps: int) -> tuple[float, float]:
-    """Steps per wall second (natpg's own timing of the loop) and per CPU second of one training."""
-    from natpg import make_config, train
-
-    cpu = time.process_time()
-    result = train(make_config(env, algo, 0, {"total_steps": steps}, preset=preset))
-    return result.steps_per_second, steps / (time.process_time() - cpu)
 
 
 def main() -> None:
@@ -46,13 +37,8 @@ def main() -> None:
         for algo in ALGOS:
             if results.has(env=env, algo=algo, steps=args.steps):
                 continue
-            samples: dict[str, list[float]] = {p: [] for p in PRESETS}
-            cpu_samples: dict[str, list[float]] = {p: [] for p in PRESETS}
-            for _ in range(args.repeats):
-                for preset in PRESETS:  # interleaved, so a change in machine load hits both alike
-                    wall, cpu = steps_per_second(env, algo, preset, args.steps)
-                    samples[preset].append(wall)
-                    cpu_samples[preset].append(cpu)
+            samples, cpu_samples = interleaved_throughput(
+                {p: functools.partial(train_throughput, env, algo, args.steps, p) for p in PRESETS}, args.repeats)
             med = {p: statistics.median(v) for p, v in samples.items()}
             cpu_med = {p: statistics.median(v) for p, v in cpu_samples.items()}
             results.add({"env": env, "algo": algo, "steps": args.steps, "repeats": args.repeats,

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import RESULTS, ResultFile, set_one_thread
+from common import RESULTS, ResultFile, provenance, set_one_thread
 
 BUDGETS = {"CartPole-v1": 50_000, "Pendulum-v1": 100_000}
 """Env steps per run, summed over the 4 envs."""
@@ -122,17 +122,11 @@ def table(records: list[dict], environment: dict, command: str) -> str:
                         f"{','.join(str(r['seed']) for r in recs)} | {_mean_std([r['train'] for r in recs])} | "
                         f"{_mean_std([r['eval'] for r in recs])} |")
     commits = sorted({r["commit"] for r in records})
-    versions = environment.get("versions", {})
     return "\n".join([
         "# SMAC (natpg's SB3 class) against SB3's A2C, both with their default hyper-parameters", "",
         f"`make_vec_env(env, n_envs={N_ENVS}, seed=seed)`; mean ± std (ddof = 0) over seeds. SMAC's mean may trail "
         f"A2C's by at most the env's margin ({', '.join(f'{k}: {v:.0f}' for k, v in MARGINS.items())}).", "",
-        *rows, "", *verdicts, "",
-        f"Command: `{command}`. Commit(s): {', '.join(commits)}. Machine: {environment.get('cpu')} "
-        f"({environment.get('cpu_count')} cores, load average at start {environment.get('load_average_at_start')}), "
-        f"one torch thread; Python {environment.get('python')}, torch {versions.get('torch')}, "
-        f"SB3 {versions.get('stable-baselines3')}, Gymnasium {versions.get('gymnasium')}; started "
-        f"{environment.get('started')}.", ""])
+        *rows, "", *verdicts, "", provenance(environment, command, commits), ""])
 
 
 def main() -> None:
