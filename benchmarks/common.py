@@ -136,3 +136,25 @@ def provenance(environment: dict[str, Any], command: str | None = None, commits:
             f"{environment.get('load_average_at_start')}), one torch thread; Python {environment.get('python')}, "
             f"torch {versions.get('torch')}, Gymnasium {versions.get('gymnasium')}, MuJoCo {versions.get('mujoco')}, "
             f"SB3 {versions.get('stable-baselines3')}; started {environment.get('started')}.")
+
+
+def random_return(env_id: str, episodes: int = 20, cap: int = 1000) -> float:
+    """Mean undiscounted return of uniformly random actions, episodes capped at ``cap`` steps.
+
+    Episode ``i`` is reset with seed ``i`` and the action space is seeded 0, so the figure is reproducible.
+    """
+    import gymnasium as gym
+
+    env = gym.make(env_id, max_episode_steps=cap)
+    env.action_space.seed(0)
+    total = []
+    for ep in range(episodes):
+        env.reset(seed=ep)
+        ret, done = 0.0, False
+        while not done:
+            _, r, term, trunc, _ = env.step(env.action_space.sample())
+            ret += float(r)
+            done = term or trunc
+        total.append(ret)
+    env.close()
+    return sum(total) / len(total)

@@ -22,6 +22,7 @@ import math
 import sys
 
 import pandas as pd
+from common import random_return
 
 GUESSED = ("Walker2d-v5", "Humanoid-v5", "Pusher-v5")
 
@@ -30,24 +31,6 @@ def two_digits(x: float) -> float:
     if x == 0:
         return 0.0
     return round(x, 1 - int(math.floor(math.log10(abs(x)))))
-
-
-def random_score(env_id: str, episodes: int = 10, cap: int = 1000) -> float:
-    """Mean return of ``episodes`` episodes of uniformly random actions, capped at ``cap`` steps."""
-    import gymnasium as gym
-
-    env = gym.make(env_id, max_episode_steps=cap)
-    env.action_space.seed(0)
-    returns = []
-    for episode in range(episodes):
-        env.reset(seed=episode)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    env.close()
-    return sum(returns) / len(returns)
 
 
 def main() -> None:
@@ -64,7 +47,7 @@ def main() -> None:
         if rows.empty or (rows["status"] != "finished").any():
             print(f"# {env}: not every run is finished ({len(rows)} found); no threshold yet")
             continue
-        lo, hi = random_score(env), float(rows["final_score"].max())
+        lo, hi = random_return(env, episodes=10), float(rows["final_score"].max())
         print(f'"{env}" = {two_digits((lo + hi) / 2)}  # natpg rule: half-way from a random policy ({lo:.1f}) to the '
               f"best final score of its {len(rows)} runs ({hi:.1f}) (benchmarks/thresholds_rule.py)")
 

@@ -29,7 +29,6 @@ import math
 import sys
 from pathlib import Path
 
-import gymnasium as gym
 import matplotlib
 
 matplotlib.use("Agg")
@@ -39,6 +38,9 @@ import pandas as pd  # noqa: E402
 
 from natpg.experiments.report import collect, markdown_table  # noqa: E402
 from natpg.experiments.store import find_runs  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import random_return  # noqa: E402
 
 ALGOS = ["smac", "ac-sgd", "ac-adam", "ac-cg"]
 #: Table 1 of the paper: (mean, std) of the final score over 5 seeds.
@@ -53,22 +55,6 @@ ORDER = {
     "Acrobot-v1": (-400.0, ["smac", "ac-sgd", "ac-cg", "ac-adam"]),   # AC-SGD +35%, AC-CG +50%, AC-Adam +70%
 }
 
-
-def random_return(env_id: str, episodes: int = 20, cap: int = 1000) -> float:
-    """Mean undiscounted return of uniformly random actions, episodes capped at ``cap`` steps."""
-    env = gym.make(env_id, max_episode_steps=cap)
-    env.action_space.seed(0)
-    total = []
-    for ep in range(episodes):
-        env.reset(seed=ep)
-        ret, done = 0.0, False
-        while not done:
-            _, r, term, trunc, _ = env.step(env.action_space.sample())
-            ret += float(r)
-            done = term or trunc
-        total.append(ret)
-    env.close()
-    return float(np.mean(total))
 
 
 def algo_of(label: str) -> str:
