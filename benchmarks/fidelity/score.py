@@ -175,7 +175,7 @@ def main(root: Path, out: Path) -> None:
     cells_df.to_csv(out / "cells.csv", index=False)
     scores_df.to_csv(out / "scores.csv", index=False)
     lines = ["# Fidelity screening", "",
-             f"Random-policy returns (20 episodes, 1000-step cap): "
+             "Random-policy returns (20 episodes, 1000-step cap): "
              + ", ".join(f"{k} {v:.1f}" for k, v in randoms.items()), "",
              "## Readings ranked (lower score = closer to the paper)", "",
              markdown_table(["reading", "cells", "runs", "diverged", "D (final scores)", "O (order)", "score",
