@@ -13,7 +13,6 @@ here="$(cd "$(dirname "$0")" && pwd)"
 source "$here/../driver.sh"
 [ $# -eq 2 ] || { echo "usage: report.sh STUDY OUT" >&2; exit 2; }
 study="$1" out="$2"
-envs=(HalfCheetah-v5 Hopper-v5 Swimmer-v5 Walker2d-v5 Pusher-v5 Humanoid-v5)
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
@@ -34,8 +33,8 @@ copy() {  # copy SRC_ROOT DEST_ROOT PATH...: run folders under SRC_ROOT/PATH, wi
 report "$study/mujoco-inferred" "$out" "MuJoCo under paper-inferred" "$out/notes.md"
 
 if [ -d "$study/mujoco-literal" ]; then
-  copy "$study/mujoco-literal" "$work/literal/paper" "${envs[@]}"
-  copy "$study/mujoco-inferred" "$work/literal/paper-inferred" "${envs[@]/%//smac}"
+  copy "$study/mujoco-literal" "$work/literal/paper" "${mujoco_envs[@]}"
+  copy "$study/mujoco-inferred" "$work/literal/paper-inferred" "${mujoco_envs[@]/%//smac}"
   report "$work/literal" "$out/literal" "SMAC on MuJoCo: the paper read literally against paper-inferred" \
     "$out/literal-notes.md"
 else echo "no $study/mujoco-literal yet: literal/ left out"; fi

@@ -14,7 +14,7 @@ source "$here/../driver.sh"
 stage="$1" tuned="$2" kl="$3/$1" out="$4"
 case "$stage" in
   classic) envs=(CartPole-v1 Acrobot-v1 Pendulum-v1); title="Trust-region step on classic control" ;;
-  mujoco) envs=(HalfCheetah-v5 Hopper-v5 Swimmer-v5 Walker2d-v5 Pusher-v5 Humanoid-v5)
+  mujoco) envs=("${mujoco_envs[@]}")
           title="Trust-region step on MuJoCo" ;;
   *) echo "unknown stage $stage (classic or mujoco)" >&2; exit 2 ;;
 esac

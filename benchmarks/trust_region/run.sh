@@ -27,7 +27,7 @@ case "$stage" in
   classic|mujoco)
     delta="${DELTA:?set DELTA to the δ chosen by the screen}"
     if [ "$stage" = classic ]; then envs=(CartPole-v1 Acrobot-v1 Pendulum-v1); steps=(); else
-      envs=(HalfCheetah-v5 Hopper-v5 Swimmer-v5 Walker2d-v5 Pusher-v5 Humanoid-v5); steps=(--steps 1000000); fi
+      envs=("${mujoco_envs[@]}"); steps=(--steps 1000000); fi
     for env in "${envs[@]}"; do
       # shellcheck disable=SC2046
       bench --out "$out/$stage" --envs "$env" --algos smac --seeds 0-4 "${steps[@]}" $(kl "$delta")
