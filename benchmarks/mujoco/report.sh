@@ -16,35 +16,21 @@ study="$1" out="$2"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-report() {  # report ROOT OUT_DIR TITLE NOTES_FILE
-  local notes=()
-  [ -f "$4" ] && notes=(--notes "$4")
-  "$natpg" report "$1" --out "$2" --title "$3" "${notes[@]}"
-}
-copy() {  # copy SRC_ROOT DEST_ROOT PATH...: run folders under SRC_ROOT/PATH, without checkpoints
-  local src="$1" dest="$2"; shift 2
-  mkdir -p "$dest"
-  for path in "$@"; do
-    [ -e "$src/$path" ] && tar -C "$src" -cf - --exclude=checkpoints "$path" | tar -C "$dest" -xf -
-  done
-  return 0
-}
-
-report "$study/mujoco-inferred" "$out" "MuJoCo under paper-inferred" "$out/notes.md"
+report_runs "$study/mujoco-inferred" "$out" "MuJoCo under paper-inferred" "$out/notes.md"
 
 if [ -d "$study/mujoco-literal" ]; then
-  copy "$study/mujoco-literal" "$work/literal/paper" "${mujoco_envs[@]}"
-  copy "$study/mujoco-inferred" "$work/literal/paper-inferred" "${mujoco_envs[@]/%//smac}"
-  report "$work/literal" "$out/literal" "SMAC on MuJoCo: the paper read literally against paper-inferred" \
+  copy_runs "$study/mujoco-literal" "$work/literal/paper" "${mujoco_envs[@]}"
+  copy_runs "$study/mujoco-inferred" "$work/literal/paper-inferred" "${mujoco_envs[@]/%//smac}"
+  report_runs "$work/literal" "$out/literal" "SMAC on MuJoCo: the paper read literally against paper-inferred" \
     "$out/literal-notes.md"
 else echo "no $study/mujoco-literal yet: literal/ left out"; fi
 
 if [ -d "$study/mujoco-long" ]; then
-  report "$study/mujoco-long" "$out/long" "HalfCheetah-v5 at 5 M steps" "$out/long-notes.md"
+  report_runs "$study/mujoco-long" "$out/long" "HalfCheetah-v5 at 5 M steps" "$out/long-notes.md"
 else echo "no $study/mujoco-long yet: long/ left out"; fi
 
 if [ -d "$study/mujoco-ablation-b1" ]; then
-  copy "$study/mujoco-ablation-b1" "$work/ablation/b1" HalfCheetah-v5 Hopper-v5
-  copy "$study/mujoco-inferred" "$work/ablation/b1000" HalfCheetah-v5/smac/seed{0,1,2} Hopper-v5/smac/seed{0,1,2}
-  report "$work/ablation" "$out/ablation" "SMAC B = 1 against B = 1000 under paper-inferred" "$out/ablation-notes.md"
+  copy_runs "$study/mujoco-ablation-b1" "$work/ablation/b1" HalfCheetah-v5 Hopper-v5
+  copy_runs "$study/mujoco-inferred" "$work/ablation/b1000" HalfCheetah-v5/smac/seed{0,1,2} Hopper-v5/smac/seed{0,1,2}
+  report_runs "$work/ablation" "$out/ablation" "SMAC B = 1 against B = 1000 under paper-inferred" "$out/ablation-notes.md"
 else echo "no $study/mujoco-ablation-b1 yet: ablation/ left out"; fi

@@ -20,14 +20,8 @@ case "$stage" in
 esac
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/tuned" "$work/kl"
 for env in "${envs[@]}"; do
-  for algo in smac ac-cg; do
-    [ -d "$tuned/$env/$algo" ] && tar -C "$tuned" -cf - --exclude=checkpoints "$env/$algo" | tar -C "$work/tuned" -xf -
-  done
-  [ -d "$kl/$env" ] && tar -C "$kl" -cf - --exclude=checkpoints "$env" | tar -C "$work/kl" -xf -
+  copy_runs "$tuned" "$work/tuned" "$env/smac" "$env/ac-cg"
+  copy_runs "$kl" "$work/kl" "$env"
 done
-notes=()
-notefile="$(dirname "$out")/$stage-notes.md"
-[ -f "$notefile" ] && notes=(--notes "$notefile")
-"$natpg" report "$work" --out "$out" --title "$title" "${notes[@]}"
+report_runs "$work" "$out" "$title" "$(dirname "$out")/$stage-notes.md"
