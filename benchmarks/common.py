@@ -138,18 +138,19 @@ def provenance(environment: dict[str, Any], command: str | None = None, commits:
             f"SB3 {versions.get('stable-baselines3')}; started {environment.get('started')}.")
 
 
-def random_return(env_id: str, episodes: int = 20, cap: int = 1000) -> float:
+def random_return(env_id: str, episodes: int = 20, cap: int = 1000, seed: int = 0) -> float:
     """Mean undiscounted return of uniformly random actions, episodes capped at ``cap`` steps.
 
-    Episode ``i`` is reset with seed ``i`` and the action space is seeded 0, so the figure is reproducible.
+    The action space is seeded ``seed`` and episode ``i`` is reset with seed ``100 * seed + i``, so the figure is
+    reproducible.
     """
     import gymnasium as gym
 
     env = gym.make(env_id, max_episode_steps=cap)
-    env.action_space.seed(0)
+    env.action_space.seed(seed)
     total = []
     for ep in range(episodes):
-        env.reset(seed=ep)
+        env.reset(seed=100 * seed + ep)
         ret, done = 0.0, False
         while not done:
             _, r, term, trunc, _ = env.step(env.action_space.sample())

@@ -19,7 +19,7 @@ import argparse
 import statistics
 
 import numpy as np
-from common import RESULTS, ResultFile, provenance, set_one_thread
+from common import RESULTS, ResultFile, provenance, random_return, set_one_thread
 
 ENV = "Pendulum-v1"
 KL = {"step_rule": "kl"}
@@ -75,19 +75,7 @@ def run_sb3(seed: int, settings: dict) -> float:
 
 
 def run_random(seed: int) -> float:
-    import gymnasium as gym
-
-    env = gym.make(ENV)
-    env.action_space.seed(seed)
-    returns = []
-    for episode in range(10):
-        env.reset(seed=seed * 100 + episode)
-        total, done = 0.0, False
-        while not done:
-            _, reward, terminated, truncated, _ = env.step(env.action_space.sample())
-            total, done = total + float(reward), terminated or truncated
-        returns.append(total)
-    return float(np.mean(returns))
+    return random_return(ENV, episodes=10, cap=200, seed=seed)
 
 
 def table(records: list[dict], environment: dict) -> str:

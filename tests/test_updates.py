@@ -79,15 +79,18 @@ def test_adam_matches_torch_adam_and_first_step_formula(setup):
     torch.testing.assert_close(theta(actor), theta(ref), rtol=1e-12, atol=1e-14)
 
 
+def damped_solve(L, advantages, lam, U):
+    """Dense float64 reference: (λI + U Uᵀ)⁻¹ g with g = (1/N) Σ A_i ℓ_i, the rows of L being the scores ℓ_i."""
+    g = (L * advantages[:, None]).mean(0)
+    return torch.linalg.solve(lam * torch.eye(len(g), dtype=D64) + U @ U.T, g)
+
+
 def test_smac_batch_mean_matches_dense_solve(setup):
     actor, batch = setup
     lam, eta = 0.1, 0.05
     before = theta(actor)
     L = scores(actor, batch)
-    g = (L * batch.advantages[:, None]).mean(0)
-    lbar = L.mean(0)
-    F = lam * torch.eye(len(g), dtype=D64) + torch.outer(lbar, lbar)
-    expected = eta * torch.linalg.solve(F, g)
+    expected = eta * damped_solve(L, batch.advantages, lam, L.mean(0)[:, None])   # λI + ℓ̄ℓ̄ᵀ
     ShermanMorrisonUpdate(actor, lr=eta, damping=lam).step(batch)
     torch.testing.assert_close(theta(actor) - before, expected, rtol=1e-10, atol=1e-13)
 
@@ -115,8 +118,7 @@ def test_smac_minibatches_are_sequential_dense_solves(setup):
     for start in range(0, N, b):
         mb = batch.slice(start, start + b)
         L = scores(ref, mb)
-        g, lbar = (L * mb.advantages[:, None]).mean(0), L.mean(0)
-        x = torch.linalg.solve(lam * torch.eye(len(g), dtype=D64) + torch.outer(lbar, lbar), g)
+        x = damped_solve(L, mb.advantages, lam, L.mean(0)[:, None])
         with torch.no_grad():
             torch.nn.utils.vector_to_parameters(theta(ref) + eta * x, ref.parameters())
     ShermanMorrisonUpdate(actor, lr=eta, damping=lam, batch_size=b).step(batch)
@@ -155,9 +157,7 @@ def test_woodbury_full_rank_is_exact_damped_empirical_fisher(setup):
     lam, eta = 0.1, 0.05
     before = theta(actor)
     L = scores(actor, batch)
-    g = (L * batch.advantages[:, None]).mean(0)
-    F = lam * torch.eye(len(g), dtype=D64) + L.T @ L / N   # λI + (1/N) Σ ℓ_i ℓ_iᵀ
-    expected = eta * torch.linalg.solve(F, g)
+    expected = eta * damped_solve(L, batch.advantages, lam, L.T / N ** 0.5)   # λI + (1/N) Σ ℓ_i ℓ_iᵀ
     WoodburyUpdate(actor, lr=eta, damping=lam, rank=N).step(batch)
     torch.testing.assert_close(theta(actor) - before, expected, rtol=1e-9, atol=1e-12)
 
@@ -167,9 +167,8 @@ def test_woodbury_rank_k_uses_group_means(setup):
     lam, eta, k = 0.1, 0.05, 3
     before = theta(actor)
     L = scores(actor, batch)
-    g = (L * batch.advantages[:, None]).mean(0)
     U = torch.stack([grp.mean(0) for grp in L.split(N // k)], dim=1) / k ** 0.5
-    expected = eta * torch.linalg.solve(lam * torch.eye(len(g), dtype=D64) + U @ U.T, g)
+    expected = eta * damped_solve(L, batch.advantages, lam, U)
     WoodburyUpdate(actor, lr=eta, damping=lam, rank=k).step(batch)
     torch.testing.assert_close(theta(actor) - before, expected, rtol=1e-9, atol=1e-12)
 
