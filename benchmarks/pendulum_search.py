@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import statistics
 
-import numpy as np
 from common import RESULTS, ResultFile, provenance, random_return, set_one_thread
 
 ENV = "Pendulum-v1"
