@@ -41,8 +41,14 @@ TRAINER_SETTINGS: list[tuple[int, dict]] = [
     (500_000, {**KL, "target_kl": 0.03}),
     (500_000, {**KL, "target_kl": 0.03, "gamma": 0.9}),
     (500_000, {"gamma": 0.9}),
+    # the same budget and KL step for SMAC's rank-1 Fisher, Woodbury's rank 8 and AC-CG's true Fisher
+    (100_000, {**KL, "target_kl": 0.01, "gamma": 0.9}),
+    (100_000, {"algo": "woodbury", **KL, "target_kl": 0.01, "gamma": 0.9}),
+    (100_000, {"algo": "ac-cg", **KL, "target_kl": 0.01, "gamma": 0.9}),
+    (100_000, {"algo": "ac-cg", **KL, "target_kl": 0.01, "gamma": 0.97}),
+    (100_000, {"algo": "ac-cg", **KL, "target_kl": 0.01}),
 ]
-"""(budget, fields over ``paper-inferred``) for natpg's trainer."""
+"""(budget, fields over ``paper-inferred``) for natpg's trainer; ``algo`` (default ``smac``) picks the update."""
 SB3_SETTINGS: list[dict] = [{}, {"n_steps": 200}, {"n_steps": 200, "actor_lr": 0.05}]
 """Arguments of the SB3 class (defaults otherwise), trained inside ``VecNormalize(norm_obs=False)``, 100 k steps."""
 
@@ -55,7 +61,8 @@ def run_trainer(seed: int, budget: int, settings: dict) -> float:
     from natpg import make_config, train
 
     fields = {"total_steps": budget, "max_episode_steps": 200, **settings}
-    return train(make_config(ENV, "smac", seed, fields, preset="paper-inferred")).final_return
+    algo = fields.pop("algo", "smac")
+    return train(make_config(ENV, algo, seed, fields, preset="paper-inferred")).final_return
 
 
 def run_sb3(seed: int, settings: dict) -> float:
@@ -86,7 +93,7 @@ def table(records: list[dict], environment: dict) -> str:
         rows.append(f"| {how} | {budget:,} | {settings} | {len(scores)} | {statistics.fmean(scores):.1f} ± "
                     f"{statistics.pstdev(scores):.1f} | {max(scores):.1f} |")
     return "\n".join([
-        "# SMAC on Pendulum-v1 (200-step episodes): settings against budget", "",
+        "# SMAC on Pendulum-v1 (200-step episodes): settings against budget (last rows: Woodbury and AC-CG)", "",
         "Trainer rows: `natpg.train` under `paper-inferred` plus the settings, mean return of the last 10 training "
         "episodes. SB3 rows: natpg's SB3 class in `VecNormalize(norm_obs=False)`, 10 deterministic evaluation "
         "episodes. Random: uniform actions, 10 episodes. A policy that swings up and holds scores about −150 to −200.",

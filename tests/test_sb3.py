@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import warnings
 
 import numpy as np
@@ -19,7 +20,9 @@ from stable_baselines3.common.logger import KVWriter, Logger  # noqa: E402
 from stable_baselines3.common.vec_env import VecNormalize  # noqa: E402
 
 from natpg.curvature import sherman_morrison_solve  # noqa: E402
-from natpg.integrations.sb3 import REFUSED, SMAC, action_distribution, actor_parameters, critic_parameters  # noqa: E402
+from natpg.integrations.sb3 import (  # noqa: E402
+    ACCG, REFUSED, SMAC, NaturalActorCritic, action_distribution, actor_parameters, critic_parameters)
+from natpg.updates import NaturalCGUpdate  # noqa: E402
 from natpg.updates.base import flatten  # noqa: E402
 
 # A learning curve is not a fixed number across CPUs (floating-point results differ), so the margins are set
@@ -157,7 +160,7 @@ def test_arguments_smac_does_not_take_are_refused_in_one_line(name):
 
 def test_sb3s_own_defaults_for_gsde_are_accepted_and_unknown_arguments_are_named():
     SMAC("MlpPolicy", "CartPole-v1", use_sde=False, sde_sample_freq=-1, n_steps=8)
-    with pytest.raises(TypeError, match="^SMAC does not take use_sde=True: SMAC samples"):
+    with pytest.raises(TypeError, match="^SMAC does not take use_sde=True: the actor samples"):
         SMAC("MlpPolicy", "CartPole-v1", use_sde=True)
     with pytest.raises(TypeError, match="^SMAC got an unexpected argument 'dampnig'"):
         SMAC("MlpPolicy", "CartPole-v1", dampnig=0.1)
@@ -327,3 +330,125 @@ def test_rl_zoo_workflow_vecnormalize_callbacks_save_load_and_continued_training
     mean, _ = evaluate_policy(SMAC.load(tmp_path / "ckpt" / "smac_400_steps.zip", env=ckpt_env), ckpt_env,
                               n_eval_episodes=1)
     assert math.isfinite(mean)
+
+
+# ----------------------------------------------------------------------------- ACCG: the same class with ac-cg's step
+
+def _dense_fisher_step(policy, data, discrete, lr, cg_damping, max_grad_norm=None):
+    """θ + η (F + λ_cg I)⁻¹ g in float64, F the dense Hessian of the mean KL(π_old ‖ π_θ) at θ_old; and ‖g‖.
+
+    The MlpPolicy's actor written out (SB3 casts observations to float32): logits or mean =
+    action_net(policy_net(obs)), a Gaussian's scale exp(log_std).
+    """
+    policy = copy.deepcopy(policy).double()
+    obs = data.observations.double()
+    actions = data.actions.long().flatten() if discrete else data.actions.double()
+    nets = [policy.mlp_extractor.policy_net, policy.action_net]
+    params = [p for net in nets for p in net.parameters()] + ([] if discrete else [policy.log_std])
+    assert [id(p) for p in params] == [id(p) for p in actor_parameters(policy)]
+    sizes = [p.numel() for p in params]
+    theta = flatten([p.detach() for p in params])
+
+    def dist_at(flat):
+        chunks = [c.reshape(p.shape) for c, p in zip(torch.split(flat, sizes), params)]
+        out, i = obs, 0
+        for net in nets:
+            names = [n for n, _ in net.named_parameters()]
+            out = torch.func.functional_call(net, dict(zip(names, chunks[i:i + len(names)])), (out,))
+            i += len(names)
+        if discrete:
+            return torch.distributions.Categorical(logits=out)
+        return torch.distributions.Independent(torch.distributions.Normal(out, chunks[-1].exp().expand_as(out)), 1)
+
+    old = dist_at(theta)
+    old = (torch.distributions.Categorical(logits=old.logits) if discrete else
+           torch.distributions.Independent(torch.distributions.Normal(old.base_dist.loc, old.base_dist.scale), 1))
+    fisher = torch.autograd.functional.hessian(
+        lambda flat: torch.distributions.kl_divergence(old, dist_at(flat)).mean(), theta)
+    flat = theta.clone().requires_grad_(True)
+    g = torch.autograd.grad((dist_at(flat).log_prob(actions) * data.advantages.double()).mean(), flat)[0]
+    g_norm = float(g.norm())
+    if max_grad_norm is not None and g_norm > max_grad_norm:
+        g = g * (max_grad_norm / g_norm)
+    x = torch.linalg.solve(fisher + cg_damping * torch.eye(len(theta), dtype=torch.float64), g)
+    return theta + lr * x, g_norm
+
+
+@pytest.mark.parametrize("env_id,lr,max_grad_norm", [("CartPole-v1", 0.1, None), ("Pendulum-v1", 0.1, None),
+                                                     ("Pendulum-v1", 10.0, 1e-3)])
+def test_one_accg_update_is_the_damped_natural_step_of_a_dense_float64_solve(env_id, lr, max_grad_norm):
+    """Tiny nets (d ≈ 50): CG run for d iterations must agree with the dense solve of (F + λ_cg I) x = g."""
+    env = make_vec_env(env_id, n_envs=2, seed=0)
+    model = ACCG("MlpPolicy", env, n_steps=32, actor_lr=lr, target_kl=None, cg_damping=0.5, cg_iters=200,
+                 max_grad_norm=max_grad_norm, seed=0, policy_kwargs=dict(net_arch=dict(pi=[8], vf=[8])))
+    cb = _BeforeUpdate()
+    model.learn(32, callback=cb)
+    assert model._n_updates == 1 and isinstance(model.actor_update, NaturalCGUpdate)
+    data = next(model.rollout_buffer.get(batch_size=None))
+    expected, g_norm = _dense_fisher_step(cb.policies[0], data, env_id == "CartPole-v1", lr, 0.5, max_grad_norm)
+    if max_grad_norm is not None:
+        assert g_norm > 10 * max_grad_norm  # the clipping was in force
+    got = flatten([p.detach() for p in actor_parameters(model.policy)]).double()
+    before = flatten([p.detach() for p in actor_parameters(cb.policies[0])]).double()
+    step, expected_step = got - before, expected - before
+    assert float(expected_step.norm()) > 0
+    assert float((step - expected_step).norm()) < 1e-3 * float(expected_step.norm())  # the step, to 0.1%
+
+
+@pytest.mark.parametrize("env_id,delta", [("CartPole-v1", 1e-3), ("Pendulum-v1", 1e-4)])
+def test_accg_target_kl_is_the_damped_quadratic_model_of_the_measured_kl(env_id, delta):
+    """½ sᵀ(F + λ_cg I)s = δ for the step s, so the measured KL(π_old ‖ π_new) ≈ δ − ½ λ_cg ‖s‖²."""
+    from torch.distributions import kl_divergence
+
+    model = ACCG("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=200, target_kl=delta, seed=0)
+    kls, expected, original = [], [], model.train
+
+    def train() -> None:
+        obs = torch.as_tensor(model.rollout_buffer.observations).reshape(200, -1)
+        theta = flatten([p.detach().clone() for p in actor_parameters(model.policy)])
+        with torch.no_grad():
+            before = action_distribution(model.policy, obs)
+        original()
+        step = flatten([p.detach() for p in actor_parameters(model.policy)]) - theta
+        with torch.no_grad():
+            kls.append(float(kl_divergence(before, action_distribution(model.policy, obs)).mean()))
+        expected.append(delta - 0.5 * model.cg_damping * float(step.pow(2).sum()))
+
+    model.train = train  # type: ignore[method-assign]
+    model.learn(800)
+    assert len(kls) == 4 and min(expected) > 0.1 * delta
+    np.testing.assert_allclose(kls, expected, rtol=0.05)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(cg_damping=0), "cg_damping=0 must be a finite number > 0"),
+    (dict(cg_damping=math.inf), "cg_damping=inf must be a finite number > 0"),
+    (dict(cg_iters=0), "cg_iters=0 must be an integer >= 1"),
+    (dict(cg_iters=True), "cg_iters=True must be an integer >= 1"),
+    (dict(target_kl=-1.0), "target_kl=-1.0 must be a finite number > 0 or None"),
+])
+def test_accg_bad_hyper_parameter_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        ACCG("MlpPolicy", "CartPole-v1", **kwargs)
+
+
+def test_accg_refuses_in_one_line_naming_itself():
+    with pytest.raises(TypeError, match=f"^ACCG does not take n_epochs=10: {re.escape(REFUSED['n_epochs'])}$"):
+        ACCG("MlpPolicy", "CartPole-v1", n_epochs=10)
+    with pytest.raises(TypeError, match=r"^ACCG got an unexpected argument 'damping' \(see help\(ACCG\)"):
+        ACCG("MlpPolicy", "CartPole-v1", damping=0.1)
+    with pytest.raises(NotImplementedError, match="^NaturalActorCritic must build its actor update"):
+        NaturalActorCritic("MlpPolicy", "CartPole-v1")
+
+
+def test_accg_save_load_keeps_its_step_and_continues(tmp_path):
+    model = ACCG("MlpPolicy", "Pendulum-v1", n_steps=200, target_kl=0.02, cg_damping=0.3, cg_iters=7, seed=0)
+    model.learn(400)
+    model.save(tmp_path / "accg")
+    loaded = ACCG.load(tmp_path / "accg", env=make_vec_env("Pendulum-v1", n_envs=1, seed=1))
+    assert (loaded.target_kl, loaded.cg_damping, loaded.cg_iters, loaded.actor_update.cg_iters) == (0.02, 0.3, 7, 7)
+    assert loaded.actor_update.step_size.target_kl == 0.02
+    for p, q in zip(model.policy.parameters(), loaded.policy.parameters()):
+        assert torch.equal(p, q)
+    loaded.learn(400, reset_num_timesteps=False)
+    assert loaded._n_updates == 4

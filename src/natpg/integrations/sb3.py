@@ -1,4 +1,4 @@
-r"""SMAC as a Stable-Baselines3 algorithm (optional extra ``natpg[sb3]``).
+r"""SMAC (and AC-CG) as Stable-Baselines3 algorithms (optional extra ``natpg[sb3]``).
 
 :class:`SMAC` subclasses SB3's ``OnPolicyAlgorithm``: rollout collection (with
 SB3's GAE and time-limit bootstrapping), callbacks, ``VecNormalize``, the logger,
@@ -34,6 +34,12 @@ Example::
 A features extractor with parameters that actor and critic share is moved by the
 actor step only; pass ``policy_kwargs=dict(share_features_extractor=False)`` to
 give the critic its own.
+
+:class:`ACCG` is the same class with natpg's ``ac-cg`` actor step instead: the natural
+direction by conjugate gradient on the policy's true Fisher (:class:`natpg.updates.NaturalCGUpdate`),
+scaled by default to a target KL (TRPO's step without its line search). It costs about 10
+Fisher-vector products per update where SMAC's costs one pass, and it learns Pendulum-v1 in
+100 k steps, which SMAC's rank-1 Fisher does not (benchmarks/results/sb3_vs_a2c.md).
 """
 
 from __future__ import annotations
@@ -59,22 +65,22 @@ from natpg.config import TrainConfig
 from natpg.critic import CriticUpdate
 from natpg.guards import SkipCounter, all_finite, restore, rollout_fault, snapshot
 from natpg.scores import AutogradScores, PolicyOutputs
-from natpg.updates import ShermanMorrisonUpdate
-from natpg.updates.base import ActorBatch
+from natpg.updates import NaturalCGUpdate, ShermanMorrisonUpdate
+from natpg.updates.base import ActorBatch, ScoreRule
 from natpg.updates.step_size import StepRule, StepSize
 
-#: What an SB3 or RL Zoo user may pass that :class:`SMAC` does not take, and what to pass instead.
+#: What an SB3 or RL Zoo user may pass that :class:`SMAC` and :class:`ACCG` do not take, and what to pass instead.
 REFUSED: dict[str, str] = {
     "learning_rate": "pass critic_lr (the critic's optimizer) and actor_lr (η, the natural-gradient step)",
     "vf_coef": "the critic has its own optimizer and step size (critic_lr); a loss weight would change nothing",
-    "use_sde": "SMAC samples from the policy's own distribution; only use_sde=False is allowed",
+    "use_sde": "the actor samples from the policy's own distribution; only use_sde=False is allowed",
     "sde_sample_freq": "gSDE is not supported (use_sde=False)",
     "use_rms_prop": "choose the critic's optimizer with policy_kwargs=dict(optimizer_class=..., optimizer_kwargs=...)",
     "rms_prop_eps": "choose the critic's optimizer with policy_kwargs=dict(optimizer_class=..., optimizer_kwargs=...)",
     "batch_size": "the actor takes one step on the whole rollout; the critic's mini-batches are critic_batch_size",
     "n_epochs": "the actor takes one step per rollout; the critic's passes are critic_epochs",
-    "clip_range": "SMAC has no clipped objective; damping and actor_lr set the step",
-    "clip_range_vf": "SMAC does not clip the value function",
+    "clip_range": "there is no clipped objective; actor_lr or target_kl set the step",
+    "clip_range_vf": "the value function is not clipped",
 }
 
 
@@ -106,7 +112,7 @@ def action_distribution(policy: ActorCriticPolicy, obs: Any) -> Distribution:
     if isinstance(dist, DiagGaussianDistribution):
         return Independent(dist.distribution, 1)
     if not isinstance(dist.distribution, Distribution):  # MultiCategorical: a list (its action spaces are refused)
-        raise ValueError(f"SMAC supports Box and Discrete action spaces, not {type(dist).__name__}")
+        raise ValueError(f"SMAC and ACCG support Box and Discrete action spaces, not {type(dist).__name__}")
     return dist.distribution
 
 
@@ -142,20 +148,29 @@ class _Rows:
 
 
 class _ClippedScores(AutogradScores):
-    """The autograd score kernel with the policy gradient ``g`` (row 0) scaled to norm ≤ ``max_grad_norm``.
+    """The autograd score kernel with the policy gradient ``g`` scaled to norm ≤ ``max_grad_norm``.
 
-    The Sherman–Morrison solve is linear in ``g``, so this scales the whole step by ``min(1, c/‖g‖)``.
+    Row 0 of :meth:`rows` (SMAC) and :meth:`gradient` (AC-CG) are ``g``. Both solves are linear in
+    ``g``, so under the fixed step this scales the whole step by ``min(1, c/‖g‖)``.
     """
 
     max_grad_norm: float | None = None
 
+    def _clip(self, g: torch.Tensor) -> None:
+        if self.max_grad_norm is not None:
+            norm = float(torch.linalg.vector_norm(g))
+            if math.isfinite(norm) and norm > self.max_grad_norm:
+                g.mul_(self.max_grad_norm / norm)
+
     def rows(self, batch: Any, weights: torch.Tensor, ent_coef: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
         rows, logp = super().rows(batch, weights, ent_coef)
-        if self.max_grad_norm is not None:
-            norm = float(torch.linalg.vector_norm(rows[0]))
-            if math.isfinite(norm) and norm > self.max_grad_norm:
-                rows[0].mul_(self.max_grad_norm / norm)
+        self._clip(rows[0])
         return rows, logp
+
+    def gradient(self, batch: Any, ent_coef: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+        g, logp = super().gradient(batch, ent_coef)
+        self._clip(g)
+        return g, logp
 
 
 def _positive(name: str, value: Any, allow_none: bool = False) -> None:
@@ -172,27 +187,23 @@ def _count(name: str, value: Any, allow_none: bool = False) -> None:
         raise ValueError(f"{name}={value!r} must be an integer >= 1" + (" or None" if allow_none else ""))
 
 
-class SMAC(OnPolicyAlgorithm):
-    """Sherman–Morrison Actor-Critic with SB3's machinery around it.
+class NaturalActorCritic(OnPolicyAlgorithm):
+    """What :class:`SMAC` and :class:`ACCG` share: SB3's rollouts around natpg's actor step and critic.
+
+    A subclass builds the actor's update rule (:meth:`_make_actor_update`); everything else —
+    arguments, validation, the critic, the guards, logging, ``save``/``load`` — is this class's.
 
     Args:
         policy: ``"MlpPolicy"`` or an ``ActorCriticPolicy`` subclass (separate 64-64 tanh
             actor and critic by default, as in the paper).
         env: a Gymnasium env, an env id, or a ``VecEnv`` (e.g. wrapped in ``VecNormalize``).
-        actor_lr: η, the actor's step size: a number, or a schedule (a callable of SB3's
-            ``progress_remaining``, 1 → 0). Logged as ``train/actor_lr``. The default, 2e-2, is
-            4× the ``paper-inferred`` preset's CartPole η: that preset's per-task η are set for
-            budgets of 0.5–5 M steps, this one was chosen on CartPole-v1 at 50 k steps
-            (``benchmarks/sb3_vs_a2c.py``; Pendulum-v1 is not learned at 100 k steps by any η
-            tried there, nor by SB3's A2C with its defaults, nor by any setting of
-            ``benchmarks/pendulum_search.py``).
-        damping: λ > 0 of the rank-1 empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``.
-        target_kl: ``None`` (the default): the fixed step η = ``actor_lr``. A number δ > 0: natpg's
-            trust-region step instead — each natural direction ``x`` is scaled to the KL target,
+        actor_lr: η, the actor's fixed step size (read when ``target_kl`` is ``None``): a number, or
+            a schedule (a callable of SB3's ``progress_remaining``, 1 → 0). Logged as ``train/actor_lr``.
+        target_kl: ``None``: the fixed step η = ``actor_lr``. A number δ > 0: natpg's trust-region
+            step instead — each natural direction ``x`` is scaled to the KL target,
             η = √(2δ / xᵀFx) with ``F`` the policy's Fisher (one extra pass; ``actor_lr`` is then
             unused), and ``train/actor_lr`` logs the η taken. Not PPO's early-stopping ``target_kl``:
-            here δ sets every step. δ = 0.03 is the value natpg's own study chose on classic control
-            (docs/results/trust-region).
+            here δ sets every step.
         critic_lr: α, the learning rate of the critic's optimizer (a number or an SB3 schedule);
             SB3 logs it as ``train/learning_rate``. It does not touch the actor.
         n_steps: T, the samples per rollout **summed over the envs** (one actor update each):
@@ -220,12 +231,15 @@ class SMAC(OnPolicyAlgorithm):
         **refused: arguments of SB3's A2C and PPO that SMAC does not take (``learning_rate``,
             ``vf_coef``, ``use_sde=True``, ``batch_size``, ``n_epochs``, ...): each raises
             ``TypeError`` in one line naming it and what to pass instead (see :data:`REFUSED`).
+        **refused: arguments of SB3's A2C and PPO that are not taken (``learning_rate``,
+            ``vf_coef``, ``use_sde=True``, ``batch_size``, ``n_epochs``, ...): each raises
+            ``TypeError`` in one line naming it and what to pass instead (see :data:`REFUSED`).
     """
 
     policy_aliases: ClassVar[dict[str, type[BasePolicy]]] = {"MlpPolicy": ActorCriticPolicy}
 
     def __init__(self, policy: str | type[ActorCriticPolicy], env: Any,
-                 actor_lr: float | Callable[[float], float] = 2e-2, damping: float = 0.1,
+                 actor_lr: float | Callable[[float], float] = 2e-2,
                  target_kl: float | None = None, critic_lr: float | Callable[[float], float] = 1e-3,
                  n_steps: int = 1000, gamma: float = 0.99,
                  gae_lambda: float = 0.9, ent_coef: float = 0.0, max_grad_norm: float | None = None,
@@ -235,17 +249,18 @@ class SMAC(OnPolicyAlgorithm):
                  stats_window_size: int = 100, tensorboard_log: str | None = None, monitor_wrapper: bool = True,
                  policy_kwargs: dict[str, Any] | None = None, verbose: int = 0, seed: int | None = None,
                  device: torch.device | str = "cpu", _init_setup_model: bool = True, **refused: Any) -> None:
+        name_ = type(self).__name__
         for name, value in refused.items():
             if (name, value) in (("use_sde", False), ("sde_sample_freq", -1)):
                 continue  # SB3's own defaults, passed explicitly
             if name not in REFUSED:
-                raise TypeError(f"SMAC got an unexpected argument {name!r} (see help(SMAC) for the arguments it takes)")
-            raise TypeError(f"SMAC does not take {name}={value!r}: {REFUSED[name]}")
+                raise TypeError(f"{name_} got an unexpected argument {name!r} "
+                                f"(see help({name_}) for the arguments it takes)")
+            raise TypeError(f"{name_} does not take {name}={value!r}: {REFUSED[name]}")
         if not callable(actor_lr):
             _positive("actor_lr", actor_lr)
         if not callable(critic_lr):
             _positive("critic_lr", critic_lr)
-        _positive("damping", damping)
         _positive("target_kl", target_kl, allow_none=True)
         _positive("max_grad_norm", max_grad_norm, allow_none=True)
         if isinstance(ent_coef, bool) or not (isinstance(ent_coef, (int, float)) and math.isfinite(ent_coef)
@@ -267,7 +282,6 @@ class SMAC(OnPolicyAlgorithm):
                          _init_setup_model=False, supported_action_spaces=(spaces.Box, spaces.Discrete))
         self.rollout_steps = n_steps
         self.actor_lr = actor_lr
-        self.damping = float(damping)
         self.target_kl = None if target_kl is None else float(target_kl)
         self.normalize_advantage = normalize_advantage
         self.critic_epochs = critic_epochs
@@ -296,8 +310,15 @@ class SMAC(OnPolicyAlgorithm):
         scores = _ClippedScores(list[torch.Tensor](actor_parameters(self.policy)), self._actor_outputs)
         scores.max_grad_norm = clip
         step_size = None if self.target_kl is None else StepSize(StepRule.KL, self.target_kl)
-        self.actor_update = ShermanMorrisonUpdate(scores, self.actor_lr_schedule(1), self.damping, ent_coef=self.ent_coef,
-                                                  step_size=step_size)
+        self.actor_update = self._make_actor_update(scores, step_size)
+
+    def _make_actor_update(self, scores: _ClippedScores, step_size: StepSize | None) -> ScoreRule:
+        """The actor's update rule over ``scores`` (``step_size`` ``None``: the fixed step η)."""
+        raise NotImplementedError(f"{type(self).__name__} must build its actor update (use SMAC or ACCG)")
+
+    def _sync_actor_update(self, rule: Any) -> None:
+        """Copy the hyper-parameters a user may have changed since the last update onto ``rule``."""
+        rule.lr, rule.ent_coef = self._actor_step_size(), self.ent_coef
 
     def _actor_outputs(self, batch: ActorBatch) -> PolicyOutputs:
         dist = action_distribution(self.policy, batch.obs)
@@ -315,7 +336,7 @@ class SMAC(OnPolicyAlgorithm):
         return eta
 
     def train(self) -> None:
-        """One SMAC actor step on the whole rollout, then the critic's epochs, under natpg's guards.
+        """One actor step on the whole rollout, then the critic's epochs, under natpg's guards.
 
         Guarantees (as in natpg's own trainer, :mod:`natpg.guards`): the actor, the critic
         and the critic's optimizer state never hold a non-finite value. A rollout with a
@@ -329,7 +350,7 @@ class SMAC(OnPolicyAlgorithm):
         self.policy.set_training_mode(True)
         self._update_learning_rate(self.policy.optimizer)  # critic_lr's schedule; logs train/learning_rate
         rule = self.actor_update
-        rule.lr, rule.damping, rule.ent_coef = self._actor_step_size(), self.damping, self.ent_coef  # may change
+        self._sync_actor_update(rule)  # a user may have changed actor_lr, ent_coef, ... since the last update
         rb = self.rollout_buffer
         observations = rb.observations.values() if isinstance(rb.observations, dict) else [rb.observations]
         # SB3 keeps no next observations: a non-finite one reaches the rewards through its bootstrap
@@ -390,12 +411,84 @@ class SMAC(OnPolicyAlgorithm):
                 return False
         return all_finite(log_prob, *theta)
 
-    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 1, tb_log_name: str = "SMAC",
-              reset_num_timesteps: bool = True, progress_bar: bool = False) -> "SMAC":
-        """SB3's ``learn``; returns the model."""
+    def learn(self, total_timesteps: int, callback: Any = None, log_interval: int = 1, tb_log_name: str | None = None,
+              reset_num_timesteps: bool = True, progress_bar: bool = False) -> "NaturalActorCritic":
+        """SB3's ``learn`` (TensorBoard runs named after the class by default); returns the model."""
         return super().learn(total_timesteps=total_timesteps, callback=callback, log_interval=log_interval,
-                             tb_log_name=tb_log_name, reset_num_timesteps=reset_num_timesteps,
+                             tb_log_name=tb_log_name or type(self).__name__, reset_num_timesteps=reset_num_timesteps,
                              progress_bar=progress_bar)
 
 
-__all__ = ["SMAC", "REFUSED", "action_distribution", "actor_parameters", "critic_parameters"]
+class SMAC(NaturalActorCritic):
+    """Sherman–Morrison Actor-Critic with SB3's machinery around it.
+
+    Args:
+        actor_lr: η (see :class:`NaturalActorCritic`). The default, 2e-2, is 4× the ``paper-inferred``
+            preset's CartPole η: that preset's per-task η are set for budgets of 0.5–5 M steps, this
+            one was chosen on CartPole-v1 at 50 k steps (``benchmarks/sb3_vs_a2c.py``). Pendulum-v1 is
+            not learned at 100 k steps by any setting tried (there and in ``benchmarks/pendulum_search.py``:
+            SMAC's rank-1 Fisher is too weak a preconditioner on this task), nor by SB3's A2C with its
+            defaults; :class:`ACCG`, with the policy's true Fisher, learns it.
+        damping: λ > 0 of the rank-1 empirical Fisher ``λI + ℓ̄ℓ̄ᵀ``.
+        target_kl: ``None`` (the default): the fixed step η. δ > 0: the KL step (see
+            :class:`NaturalActorCritic`); δ = 0.03 is the value natpg's own study chose on classic
+            control (docs/results/trust-region).
+        **kwargs: the arguments of :class:`NaturalActorCritic` (``critic_lr``, ``n_steps``, ``gamma``, ...).
+    """
+
+    def __init__(self, policy: str | type[ActorCriticPolicy], env: Any,
+                 actor_lr: float | Callable[[float], float] = 2e-2, damping: float = 0.1,
+                 target_kl: float | None = None, **kwargs: Any) -> None:
+        _positive("damping", damping)
+        self.damping = float(damping)
+        super().__init__(policy, env, actor_lr=actor_lr, target_kl=target_kl, **kwargs)
+
+    def _make_actor_update(self, scores: _ClippedScores, step_size: StepSize | None) -> ScoreRule:
+        return ShermanMorrisonUpdate(scores, self.actor_lr_schedule(1), self.damping, ent_coef=self.ent_coef,
+                                     step_size=step_size)
+
+    def _sync_actor_update(self, rule: Any) -> None:
+        super()._sync_actor_update(rule)
+        rule.damping = self.damping
+
+
+class ACCG(NaturalActorCritic):
+    """Natural actor-critic by conjugate gradient on the policy's Fisher (natpg's ``ac-cg``), in SB3.
+
+    The actor's direction is ``x ≈ (F + λ_cg I)⁻¹ g`` by ``cg_iters`` conjugate-gradient iterations on
+    Fisher-vector products of the true Fisher ``F`` (the Hessian of the mean KL between the old and
+    the new policy), scaled by default to a target KL: TRPO's step without its line search. Rollouts,
+    critic, guards and logging are :class:`SMAC`'s (see :class:`NaturalActorCritic`).
+
+    Args:
+        actor_lr: η of the fixed step, read only with ``target_kl=None``; the default is the paper's
+            CartPole-v1 η for AC-CG.
+        target_kl: δ > 0 of the KL step, or ``None`` for the fixed step η.
+        gamma: discount γ. The defaults δ = 0.01 and γ = 0.97 were chosen together on CartPole-v1 at
+            50 k and Pendulum-v1 at 100 k steps, seeds 100–101, from δ ∈ {0.005, 0.01, 0.03} and
+            γ ∈ {0.95, 0.97, 0.99} (``benchmarks/results/accg_sel_cp.md``, ``accg_sel_pd.md``): γ = 0.99
+            leaves Pendulum half-learned at 100 k, γ = 0.95 costs CartPole a little.
+        cg_damping: λ_cg > 0 added to the Fisher.
+        cg_iters: conjugate-gradient iterations per update (≥ 1).
+        **kwargs: the other arguments of :class:`NaturalActorCritic` (``critic_lr``, ``n_steps``, ...);
+            every default not named here is :class:`SMAC`'s.
+    """
+
+    def __init__(self, policy: str | type[ActorCriticPolicy], env: Any,
+                 actor_lr: float | Callable[[float], float] = 8e-2, target_kl: float | None = 0.01,
+                 gamma: float = 0.97, cg_damping: float = 0.1, cg_iters: int = 10, **kwargs: Any) -> None:
+        _positive("cg_damping", cg_damping)
+        _count("cg_iters", cg_iters)
+        self.cg_damping, self.cg_iters = float(cg_damping), cg_iters
+        super().__init__(policy, env, actor_lr=actor_lr, target_kl=target_kl, gamma=gamma, **kwargs)
+
+    def _make_actor_update(self, scores: _ClippedScores, step_size: StepSize | None) -> ScoreRule:
+        return NaturalCGUpdate(scores, self.actor_lr_schedule(1), self.cg_damping, self.cg_iters,
+                               ent_coef=self.ent_coef, step_size=step_size)
+
+    def _sync_actor_update(self, rule: Any) -> None:
+        super()._sync_actor_update(rule)
+        rule.cg_damping, rule.cg_iters = self.cg_damping, self.cg_iters
+
+
+__all__ = ["ACCG", "NaturalActorCritic", "SMAC", "REFUSED", "action_distribution", "actor_parameters", "critic_parameters"]
