@@ -30,3 +30,13 @@ def test_ppo_runs_two_iterations(env, precond, capsys):
     assert len(returns) >= 6  # 2 envs × 32 steps, no episode longer than 10
     assert all("nan" not in ln.split("loss")[1] for ln in lines)
 
+
+
+@pytest.mark.parametrize("algo,env", [("smac", "CartPole-v1"), ("accg", "Pendulum-v1")])
+def test_sb3_example_trains_saves_and_loads(algo, env, tmp_path, capsys):
+    pytest.importorskip("stable_baselines3")
+    sb3 = _load("sb3")
+    mean = sb3.main(["--algo", algo, "--env", env, "--steps", "2000", "--save", str(tmp_path / "model.zip")])
+    out = capsys.readouterr().out
+    assert out.startswith(f"{algo.upper()} (SB3) on {env}, seed 0, 2000 steps on 4 envs") and (tmp_path / "model.zip").exists()
+    assert f"deterministic return {mean:.1f}" in out
