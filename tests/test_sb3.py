@@ -267,7 +267,8 @@ def test_a_schedule_that_gives_a_bad_step_size_stops_training_in_one_line():
         model.learn(200)
 
 
-def test_progress_bar_and_no_grad_to_scalar_warning_on_continuous_actions(capsys):
+@pytest.mark.parametrize("cls", [SMAC, ACCG], ids=["SMAC", "ACCG"])
+def test_progress_bar_and_no_grad_to_scalar_warning_on_continuous_actions(capsys, cls):
     """`progress_bar=True` needs tqdm and rich (the sb3 extra); nothing converts a graph-attached tensor to a float."""
     converted = []
     original = torch.Tensor.__float__
@@ -280,7 +281,7 @@ def test_progress_bar_and_no_grad_to_scalar_warning_on_continuous_actions(capsys
     with warnings.catch_warnings(), pytest.MonkeyPatch.context() as mp:
         warnings.filterwarnings("error", message=".*requires_grad=True to a scalar.*")
         mp.setattr(torch.Tensor, "__float__", strict)
-        model = SMAC("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_steps=200, ent_coef=0.01,
+        model = cls("MlpPolicy", make_vec_env("Pendulum-v1", n_envs=2, seed=0), n_steps=200, ent_coef=0.01,
                      max_grad_norm=1.0, normalize_advantage=True, seed=0)
         model.learn(400, progress_bar=True)
         evaluate_policy(model, model.get_env(), n_eval_episodes=1)
@@ -311,12 +312,13 @@ def test_save_load_round_trips_parameters_predictions_optimizer_state_and_skip_c
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("cls", [SMAC, ACCG], ids=["SMAC", "ACCG"])
 @pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_rl_zoo_workflow_vecnormalize_callbacks_save_load_and_continued_training(tmp_path, env_id):
+def test_rl_zoo_workflow_vecnormalize_callbacks_save_load_and_continued_training(tmp_path, env_id, cls):
     """As RL Zoo trains: vector envs, VecNormalize, EvalCallback, CheckpointCallback; then load both and go on."""
     env = VecNormalize(make_vec_env(env_id, n_envs=4, seed=0), gamma=0.99)
     eval_env = VecNormalize(make_vec_env(env_id, n_envs=1, seed=100), training=False, norm_reward=False)
-    model = SMAC("MlpPolicy", env, n_steps=200, seed=0)
+    model = cls("MlpPolicy", env, n_steps=200, seed=0)
     evals = EvalCallback(eval_env, eval_freq=100, n_eval_episodes=2, log_path=str(tmp_path / "eval"),
                          best_model_save_path=str(tmp_path / "best"), verbose=0)
     checkpoints = CheckpointCallback(save_freq=100, save_path=str(tmp_path / "ckpt"), name_prefix="smac",
@@ -335,7 +337,7 @@ def test_rl_zoo_workflow_vecnormalize_callbacks_save_load_and_continued_training
     # load with another number of envs: the rollout keeps its 200 samples, 100 per env
     new_env = VecNormalize.load(str(tmp_path / "vecnormalize.pkl"), make_vec_env(env_id, n_envs=2, seed=1))
     np.testing.assert_array_equal(new_env.obs_rms.mean, env.obs_rms.mean)
-    loaded = SMAC.load(tmp_path / "model", env=new_env)
+    loaded = cls.load(tmp_path / "model", env=new_env)
     assert (loaded.rollout_steps, loaded.n_steps, loaded.num_timesteps) == (200, 100, 800)
     obs = new_env.normalize_obs(np.random.default_rng(0).normal(size=(8, *env.observation_space.shape)))
     np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
@@ -349,7 +351,7 @@ def test_rl_zoo_workflow_vecnormalize_callbacks_save_load_and_continued_training
     ckpt_env = VecNormalize.load(str(tmp_path / "ckpt" / "smac_vecnormalize_400_steps.pkl"),
                                  make_vec_env(env_id, n_envs=1, seed=2))
     ckpt_env.training, ckpt_env.norm_reward = False, False
-    mean, _ = evaluate_policy(SMAC.load(tmp_path / "ckpt" / "smac_400_steps.zip", env=ckpt_env), ckpt_env,
+    mean, _ = evaluate_policy(cls.load(tmp_path / "ckpt" / "smac_400_steps.zip", env=ckpt_env), ckpt_env,
                               n_eval_episodes=1)
     assert math.isfinite(mean)
 
