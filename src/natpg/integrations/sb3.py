@@ -228,9 +228,6 @@ class NaturalActorCritic(OnPolicyAlgorithm):
             The critic's optimizer is the policy's ``optimizer_class`` with ``optimizer_kwargs``
             (``policy_kwargs``; SB3's default Adam with ``eps=1e-5``) over the critic's
             parameters only.
-        **refused: arguments of SB3's A2C and PPO that SMAC does not take (``learning_rate``,
-            ``vf_coef``, ``use_sde=True``, ``batch_size``, ``n_epochs``, ...): each raises
-            ``TypeError`` in one line naming it and what to pass instead (see :data:`REFUSED`).
         **refused: arguments of SB3's A2C and PPO that are not taken (``learning_rate``,
             ``vf_coef``, ``use_sde=True``, ``batch_size``, ``n_epochs``, ...): each raises
             ``TypeError`` in one line naming it and what to pass instead (see :data:`REFUSED`).
