@@ -235,25 +235,34 @@ def test_schedules_for_both_step_sizes_are_followed_and_logged():
     assert records.values["train/update_norm"][0] > 0
 
 
-@pytest.mark.parametrize("env_id,delta", [("CartPole-v1", 1e-3), ("Pendulum-v1", 1e-4)])
-def test_target_kl_scales_each_actor_step_to_that_kl_and_logs_the_step_taken(env_id, delta):
+def _measure_kl_steps(model, steps):
+    """Train ``model`` for ``steps``; per update, the measured KL(π_old ‖ π_new) over the rollout the step was
+    computed on, and the squared norm of the actor's step."""
     from torch.distributions import kl_divergence
 
-    model = SMAC("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=200, target_kl=delta, seed=0)
-    records = _Records()
-    model.set_logger(Logger(folder=None, output_formats=[records]))
-    kls, original = [], model.train
+    kls, sq_norms, original = [], [], model.train
 
-    def train() -> None:  # the measured KL(π_old ‖ π_new) over the rollout the step was computed on
-        obs = torch.as_tensor(model.rollout_buffer.observations).reshape(200, -1)
+    def train() -> None:
+        obs = torch.as_tensor(model.rollout_buffer.observations).reshape(model.rollout_steps, -1)
+        theta = flatten([p.detach().clone() for p in actor_parameters(model.policy)])
         with torch.no_grad():
             before = action_distribution(model.policy, obs)
         original()
         with torch.no_grad():
             kls.append(float(kl_divergence(before, action_distribution(model.policy, obs)).mean()))
+        sq_norms.append(float((flatten([p.detach() for p in actor_parameters(model.policy)]) - theta).pow(2).sum()))
 
     model.train = train  # type: ignore[method-assign]
-    model.learn(800)
+    model.learn(steps)
+    return kls, sq_norms
+
+
+@pytest.mark.parametrize("env_id,delta", [("CartPole-v1", 1e-3), ("Pendulum-v1", 1e-4)])
+def test_target_kl_scales_each_actor_step_to_that_kl_and_logs_the_step_taken(env_id, delta):
+    model = SMAC("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=200, target_kl=delta, seed=0)
+    records = _Records()
+    model.set_logger(Logger(folder=None, output_formats=[records]))
+    kls, _ = _measure_kl_steps(model, 800)
     assert len(kls) == 4
     np.testing.assert_allclose(kls, delta, rtol=0.05)  # ½ sᵀFs = δ; the KL is that to second order (within 2% here)
     steps = records.values["train/actor_lr"]
@@ -422,24 +431,9 @@ def test_one_accg_update_is_the_damped_natural_step_of_a_dense_float64_solve(env
 @pytest.mark.parametrize("env_id,delta", [("CartPole-v1", 1e-3), ("Pendulum-v1", 1e-4)])
 def test_accg_target_kl_is_the_damped_quadratic_model_of_the_measured_kl(env_id, delta):
     """½ sᵀ(F + λ_cg I)s = δ for the step s, so the measured KL(π_old ‖ π_new) ≈ δ − ½ λ_cg ‖s‖²."""
-    from torch.distributions import kl_divergence
-
     model = ACCG("MlpPolicy", make_vec_env(env_id, n_envs=2, seed=0), n_steps=200, target_kl=delta, seed=0)
-    kls, expected, original = [], [], model.train
-
-    def train() -> None:
-        obs = torch.as_tensor(model.rollout_buffer.observations).reshape(200, -1)
-        theta = flatten([p.detach().clone() for p in actor_parameters(model.policy)])
-        with torch.no_grad():
-            before = action_distribution(model.policy, obs)
-        original()
-        step = flatten([p.detach() for p in actor_parameters(model.policy)]) - theta
-        with torch.no_grad():
-            kls.append(float(kl_divergence(before, action_distribution(model.policy, obs)).mean()))
-        expected.append(delta - 0.5 * model.cg_damping * float(step.pow(2).sum()))
-
-    model.train = train  # type: ignore[method-assign]
-    model.learn(800)
+    kls, sq_norms = _measure_kl_steps(model, 800)
+    expected = [delta - 0.5 * model.cg_damping * sq for sq in sq_norms]
     assert len(kls) == 4 and min(expected) > 0.1 * delta
     np.testing.assert_allclose(kls, expected, rtol=0.05)
 
